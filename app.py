@@ -1,0 +1,179 @@
+"""dialwhom: sticky call routing for Exotel's Connect applet.
+
+`create_app(config=None)` builds the Flask app (a factory, no module-level state); `main()` is
+the ``dialwhom`` command. ``python app.py`` and ``flask --app app run`` both serve the embedded
+default config when no other is found.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import sys
+from typing import Any, Mapping
+
+from flask import Blueprint, Flask, Response, current_app, request
+
+from integrations.registry import ConnectorType
+from integrations.runtime import Runtime, build_runtime
+from routing.config import ConfigError
+from routing.deadline import Deadline
+from routing.request import parse_request
+
+log = logging.getLogger("dialwhom")
+
+#: time kept back from the budget to write the answer
+ANSWER_RESERVE_MS = 25
+TRACE_HEADER = "X-Dialwhom-Trace"
+
+exotel = Blueprint("exotel", __name__)
+ops = Blueprint("ops", __name__)
+
+
+def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]] | None = None) -> Flask:
+    """The web app. `config`: a path, a mapping (tests), Settings, or None for the search order."""
+    runtime = build_runtime(config, registry=registry)
+    _setup_logging(runtime.settings.log_level)
+    app = Flask(__name__)
+    app.extensions["dialwhom"] = runtime
+    app.register_blueprint(exotel)
+    app.register_blueprint(ops)
+    log.info(
+        "dialwhom ready: config=%s connectors=[%s] reps=%d teams=%d budget_ms=%d token=%s",
+        runtime.settings.source,
+        ", ".join(f"{c.id}:{c.type_name}" for c in runtime.connectors) or "none",
+        len(runtime.settings.reps), len(runtime.settings.teams), runtime.settings.budget_ms,
+        "on" if runtime.settings.tokens else "off",
+    )
+    return app
+
+
+def _runtime() -> Runtime:
+    return current_app.extensions["dialwhom"]
+
+
+def _text(body: str, status: int = 200, trace: str | None = None) -> Response:
+    resp = Response(body, status=status, mimetype="text/plain")
+    if trace:
+        resp.headers[TRACE_HEADER] = trace
+    return resp
+
+
+@exotel.before_request
+def _check_token() -> Response | None:
+    tokens = _runtime().settings.tokens
+    if not tokens:
+        return None
+    given = request.args.get("token", "")
+    ok = False
+    for tok in tokens:  # compare with every token, in constant time, so timing tells nothing
+        ok |= hmac.compare_digest(given.encode(), tok.encode())
+    return None if ok else _text("forbidden: missing or wrong token\n", 403)
+
+
+def _deadline() -> Deadline:
+    return Deadline.from_ms(_runtime().settings.budget_ms - ANSWER_RESERVE_MS)
+
+
+def _decide(endpoint: str):
+    """The decision for this request, never an exception: a bug still gets the config's plan."""
+    rt = _runtime()
+    deadline = _deadline()
+    req = parse_request(request.args, rt.settings.default_region)
+    try:
+        decision = rt.service.fallback(req, deadline) if endpoint == "fallback" else rt.service.decide(req, deadline)
+    except Exception:  # the caller is waiting: answer from config, log the bug
+        log.exception("decision failed; answering from config")
+        decision = rt.service.fallback(req, deadline)
+        decision.trace.path = "error-fallback"
+    rt.service.metrics.decisions.labels(endpoint, decision.trace.path).inc()
+    rt.service.metrics.decision_seconds.labels(endpoint).observe(decision.trace.elapsed_ms / 1000.0)
+    log.info("%s endpoint=%s", decision.trace.log_line(req.caller or req.caller_raw), endpoint)
+    return decision
+
+
+@exotel.get("/exotel/dial-whom")
+def dial_whom() -> Response:
+    """Exotel's Dial Whom URL: text/plain, comma-separated E.164."""
+    return _plain_answer("dial-whom")
+
+
+@exotel.get("/exotel/fallback")
+def fallback() -> Response:
+    """Exotel's Fallback URL: from config alone, never a connector call."""
+    return _plain_answer("fallback")
+
+
+def _plain_answer(endpoint: str) -> Response:
+    decision = _decide(endpoint)
+    body = decision.plan.body()
+    if not body:
+        # An empty 200 would make Exotel dial nobody and skip its Fallback URL; a 503 makes it
+        # try the Fallback URL. Only reachable when config holds no number at all.
+        return _text("no number to ring: add 'fallback' numbers to the config\n", 503, decision.trace.header())
+    return _text(body, 200, decision.trace.header())
+
+
+@exotel.get("/exotel/connect")
+def connect() -> Response:
+    """The Connect applet's Dynamic URL: the same decision as JSON (exotel.md §5)."""
+    decision = _decide("connect")
+    numbers = decision.plan.numbers
+    if not numbers:
+        return _text("no number to ring: add 'fallback' numbers to the config\n", 503, decision.trace.header())
+    doc = {"fetch_after_attempt": False, "destination": {"numbers": numbers}}
+    resp = Response(json.dumps(doc), mimetype="application/json")
+    resp.headers[TRACE_HEADER] = decision.trace.header()
+    return resp
+
+
+@ops.get("/healthz")
+def healthz() -> Response:
+    return _text("ok\n")
+
+
+@ops.get("/readyz")
+def readyz() -> Response:
+    """Ready once config is loaded and connectors are built; detail shows breakers and caches."""
+    rt = _runtime()
+    detail = {
+        "status": "ready",
+        "config": rt.settings.source,
+        "connectors": [{"id": c.id, "type": c.type_name} for c in rt.connectors],
+        **rt.service.health(),
+    }
+    return Response(json.dumps(detail, indent=1), mimetype="application/json")
+
+
+@ops.get("/metrics")
+def metrics() -> Response:
+    rt = _runtime()
+    for cid, breaker in rt.service.breakers.items():
+        rt.service.metrics.breaker_open.labels(cid).set(0 if breaker.state == "closed" else 1)
+    return Response(rt.service.metrics.render(), mimetype="text/plain; version=0.0.4")
+
+
+def _setup_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("dialwhom").setLevel(level)
+    # The dev server's access log prints full query strings: phone numbers and the token.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``dialwhom`` command."""
+    from integrations.cli import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    try:
+        create_app().run(host=os.environ.get("DIALWHOM_HOST", "127.0.0.1"), port=int(os.environ.get("DIALWHOM_PORT", "8080")))
+    except ConfigError as exc:
+        print(f"dialwhom: {exc}", file=sys.stderr)
+        raise SystemExit(2)

@@ -1,0 +1,316 @@
+"""The shared HTTP layer: every connector's calls go through here.
+
+One pooled `requests.Session` per connector. Each call gets a timeout clipped to the request's
+deadline, and a *total* time limit: `requests` timeouts apply per socket read, so a server that
+trickles a byte a second would defeat them; the body is read in small pieces with the socket
+timeout reset to the time left before each read. Bodies are capped. Retryable failures
+(connection errors, timeouts, 5xx, 429) are retried with tenacity, exponential backoff with
+jitter, only while the deadline leaves room; a `Retry-After` longer than the time left ends the
+call at once. A 401 makes one token refresh when the connector has a token provider. Every
+transport failure is translated into `integrations.errors` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from integrations.errors import (
+    AuthError,
+    BadResponse,
+    ConnectorError,
+    ConnectorTimeout,
+    ConnectorUnavailable,
+    RateLimited,
+)
+from routing.deadline import Deadline
+
+__all__ = ["HttpClient", "Response", "TokenProvider", "MAX_RETRIES", "USER_AGENT"]
+
+log = logging.getLogger("dialwhom.http")
+
+USER_AGENT = "dialwhom/0.1 (+https://github.com/dialwhom/dialwhom)"
+#: hard caps, whatever config says
+MAX_RETRIES = 5
+MAX_BACKOFF_S = 1.0
+#: an attempt is not worth starting with less time than this
+MIN_ATTEMPT_S = 0.02
+DEFAULT_MAX_BODY = 2 * 1024 * 1024
+_READ_CHUNK = 16 * 1024
+
+
+class TokenProvider(Protocol):
+    """How a connector with tokens plugs its auth into the shared layer."""
+
+    def auth_headers(self, deadline: Deadline) -> Mapping[str, str]:
+        """Headers carrying a valid token, fetching one if none is cached."""
+
+    def invalidate(self) -> None:
+        """Forget the cached token (called once on a 401 before the single retry)."""
+
+
+@dataclass
+class Response:
+    """A fully read HTTP answer."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+    elapsed_ms: float
+    attempts: int = 1
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON, or `BadResponse` saying what came instead."""
+        if not self.body.strip():
+            raise BadResponse(f"empty body from {self.url} (HTTP {self.status}) where JSON was expected", status=self.status)
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            ctype = self.headers.get("Content-Type", "?")
+            head = self.body[:60].decode("utf-8", "replace").strip().replace("\n", " ")
+            kind = "HTML" if head.lower().startswith(("<!doctype", "<html")) else "not JSON"
+            raise BadResponse(f"answer from {self.url} is {kind} (HTTP {self.status}, {ctype}): {head!r}", status=self.status) from None
+
+
+class HttpClient:
+    """One connector's HTTP calls: pooled, deadline-bound, retried, translated."""
+
+    def __init__(
+        self,
+        connector_id: str,
+        *,
+        timeout_s: float = 1.5,
+        retries: int = 1,
+        max_body: int = DEFAULT_MAX_BODY,
+        headers: Mapping[str, str] | None = None,
+        token_provider: TokenProvider | None = None,
+        classify: Callable[[Response], ConnectorError | None] | None = None,
+    ):
+        self.connector_id = connector_id
+        self.timeout_s = timeout_s
+        self.retries = max(0, min(MAX_RETRIES, retries))
+        self.max_body = max_body
+        self.token_provider = token_provider
+        self.classify = classify
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self.session.headers.update(headers or {})
+        self._lock = threading.Lock()
+        self.calls = 0  # counted for tests and `dialwhom check`
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- public -------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        deadline: Deadline,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        ok: tuple[int, ...] = (200, 201, 204, 404),
+        auth: bool = True,
+        retry: bool = True,
+    ) -> Response:
+        """Make the call, retrying what is retryable while time allows.
+
+        Statuses in `ok` are returned; everything else becomes a connector error. With
+        `auth`, the token provider's headers are added and a 401 refreshes the token once.
+        """
+        attempts = 0
+
+        def once() -> Response:
+            nonlocal attempts
+            attempts += 1
+            return self._with_auth(method, url, deadline, params, json_body, data, headers, ok, auth)
+
+        if not retry or self.retries == 0:
+            resp = once()
+        else:
+            resp = self._retrying(deadline)(once)
+        resp.attempts = attempts
+        return resp
+
+    def get_json(self, url: str, *, deadline: Deadline, params: Mapping[str, Any] | None = None, **kw) -> Any | None:
+        """GET and decode JSON; None on 404 or 204."""
+        resp = self.request("GET", url, deadline=deadline, params=params, **kw)
+        if resp.status in (404, 204):
+            return None
+        return resp.json()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _retrying(self, deadline: Deadline) -> Retrying:
+        def wait(state) -> float:
+            exc = state.outcome.exception()
+            if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                return exc.retry_after
+            return min(MAX_BACKOFF_S, wait_exponential_jitter(initial=0.05, max=MAX_BACKOFF_S, jitter=0.05)(state))
+
+        def out_of_time(state) -> bool:
+            # Give up at once when the next wait plus a useful attempt does not fit: the
+            # caller's patience, not the CRM's, decides how long we keep trying.
+            return state.upcoming_sleep + MIN_ATTEMPT_S > deadline.remaining()
+
+        return Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, ConnectorError) and e.retryable),
+            stop=stop_after_attempt(self.retries + 1) | out_of_time,
+            wait=wait,
+            reraise=True,
+            sleep=time.sleep,
+        )
+
+    def _with_auth(self, method, url, deadline, params, json_body, data, headers, ok, auth) -> Response:
+        provider = self.token_provider if auth else None
+        for refreshed in (False, True):
+            merged = dict(headers or {})
+            if provider is not None:
+                merged.update(provider.auth_headers(deadline))
+            resp = self._once(method, url, deadline, params, json_body, data, merged)
+            if resp.status == 401 and provider is not None and not refreshed:
+                log.info("connector=%s got 401; refreshing the token once", self.connector_id)
+                provider.invalidate()
+                continue
+            return self._check(resp, ok)
+        raise AssertionError("unreachable")
+
+    def _check(self, resp: Response, ok: tuple[int, ...]) -> Response:
+        if self.classify is not None:
+            err = self.classify(resp)
+            if err is not None:
+                err.connector = err.connector or self.connector_id
+                raise err
+        status = resp.status
+        if status in ok:
+            return resp
+        where = f"{self.connector_id}: HTTP {status} from {_safe_url(resp.url)}"
+        if status == 429:
+            raise RateLimited(f"{where} (rate limited)", retry_after=retry_after_seconds(resp.headers), connector=self.connector_id, status=status)
+        if status in (401, 403):
+            raise AuthError(f"{where}: credentials refused; check the token/keys and their scopes", connector=self.connector_id, status=status)
+        if status >= 500:
+            raise ConnectorUnavailable(where, connector=self.connector_id, status=status)
+        raise BadResponse(where, connector=self.connector_id, status=status)
+
+    def _once(self, method, url, deadline, params, json_body, data, headers) -> Response:
+        budget = deadline.clip(self.timeout_s)
+        if budget < MIN_ATTEMPT_S:
+            raise ConnectorTimeout(f"{self.connector_id}: no time left for a call", connector=self.connector_id)
+        call = deadline.child(budget)
+        started = time.monotonic()
+        with self._lock:
+            self.calls += 1
+        try:
+            raw = self.session.request(
+                method, url, params=params, json=json_body, data=data, headers=headers,
+                timeout=(min(budget, 1.0), budget), stream=True,
+            )
+        except requests.exceptions.Timeout:
+            raise ConnectorTimeout(f"{self.connector_id}: no answer from {_safe_url(url)} within {budget * 1000:.0f} ms", connector=self.connector_id) from None
+        except requests.exceptions.InvalidURL as exc:
+            raise BadResponse(f"{self.connector_id}: invalid URL {_safe_url(url)}: {exc}", connector=self.connector_id) from None
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise ConnectorUnavailable(f"{self.connector_id}: cannot reach {_safe_url(url)}: {_reason(exc)}", connector=self.connector_id) from None
+        try:
+            body = self._read_body(raw, call)
+        finally:
+            raw.close()
+        return Response(
+            status=raw.status_code, headers=raw.headers, body=body, url=raw.url or url,
+            elapsed_ms=(time.monotonic() - started) * 1000.0,
+        )
+
+    def _read_body(self, raw: requests.Response, call: Deadline) -> bytes:
+        """Read the whole body within the call's deadline and the size cap."""
+        declared = raw.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.max_body:
+            raise BadResponse(f"{self.connector_id}: answer of {declared} bytes is over the {self.max_body}-byte cap", connector=self.connector_id, status=raw.status_code)
+        chunks: list[bytes] = []
+        size = 0
+        stream = raw.raw
+        try:
+            while True:
+                left = call.remaining()
+                if left <= 0:
+                    raise ConnectorTimeout(f"{self.connector_id}: body from {_safe_url(raw.url)} not complete in time (server too slow)", connector=self.connector_id)
+                _set_read_timeout(stream, left)
+                chunk = stream.read1(_READ_CHUNK, decode_content=True)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > self.max_body:
+                    raise BadResponse(f"{self.connector_id}: answer over the {self.max_body}-byte cap", connector=self.connector_id, status=raw.status_code)
+                chunks.append(chunk)
+        except ConnectorError:
+            raise
+        except Exception as exc:  # urllib3 ReadTimeoutError, ProtocolError, socket errors
+            if "timed out" in str(exc).lower() or isinstance(exc, TimeoutError):
+                raise ConnectorTimeout(f"{self.connector_id}: body from {_safe_url(raw.url)} not complete in time", connector=self.connector_id) from None
+            raise ConnectorUnavailable(f"{self.connector_id}: connection broke while reading: {_reason(exc)}", connector=self.connector_id) from None
+        return b"".join(chunks)
+
+
+def _set_read_timeout(stream, seconds: float) -> None:
+    """Reset the socket timeout to the time left, so a trickle cannot outlast the deadline."""
+    conn = getattr(stream, "_connection", None) or getattr(stream, "connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        try:
+            sock.settimeout(max(0.001, seconds))
+        except OSError:
+            pass
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """`Retry-After` as seconds (delta or HTTP date), or None."""
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _safe_url(url: str | None) -> str:
+    """A URL without its query string (which may hold a phone number or a key)."""
+    if not url:
+        return "?"
+    return url.split("?", 1)[0]
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Connection reset", "Name or service not known", "RemoteDisconnected", "timed out"):
+        if marker in text:
+            return marker
+    return type(exc).__name__

@@ -1,0 +1,52 @@
+"""Assembling the service from config: settings, connectors, routing service.
+
+Used by the web app, the command line and the tests, so all three build the service the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from integrations.base import Connector
+from integrations.registry import ConnectorType, build_connectors
+from routing import config as config_mod
+from routing.config import Settings
+from routing.service import RoutingService
+
+log = logging.getLogger("dialwhom")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    connectors: list[Connector]
+    service: RoutingService
+
+    def close(self) -> None:
+        self.service.close()
+
+
+def load_settings(config: Settings | Mapping[str, Any] | str | os.PathLike | None = None) -> Settings:
+    """Settings from an object, a mapping (tests), a path, or the search order (None)."""
+    if isinstance(config, Settings):
+        return config
+    if isinstance(config, Mapping):
+        return config_mod.from_mapping(config, base_dir=Path.cwd())
+    return config_mod.load(config)
+
+
+def build_runtime(
+    config: Settings | Mapping[str, Any] | str | os.PathLike | None = None,
+    *,
+    registry: Mapping[str, list[ConnectorType]] | None = None,
+) -> Runtime:
+    """Validate config and build every connector; raises ConfigError naming the key."""
+    settings = load_settings(config)
+    connectors = build_connectors(settings, registry)
+    if not settings.fallback:
+        log.warning("config has no 'fallback' numbers: an unknown caller on a line without a team gets no answer")
+    return Runtime(settings, connectors, RoutingService(settings, connectors))

@@ -1,0 +1,107 @@
+"""Declared connector config: each connector lists its keys once and gets validation,
+defaults, error messages naming the key, and secret masking for free.
+
+    >>> schema = (Field("url", str, required=True), Field("api_key", str, secret=True))
+    >>> opts = validate_options(schema, {"url": "https://x", "api_key": "s3cr3t-value"}, "connectors[0]")
+    >>> opts["api_key"]
+    Secret('s3***')
+    >>> str(opts["api_key"])
+    's3cr3t-value'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from routing.config_error import ConfigError
+
+__all__ = ["Field", "Secret", "validate_options", "mask_options"]
+
+
+class Secret(str):
+    """A string that never shows itself in `repr`, logs or introspection views."""
+
+    def __repr__(self) -> str:
+        return f"Secret({mask_secret(self)!r})"
+
+    def masked(self) -> str:
+        return mask_secret(self)
+
+
+def mask_secret(value: str) -> str:
+    """Two leading characters and stars: enough to tell two tokens apart, not to use one."""
+    return (value[:2] + "***") if len(value) >= 8 else "***"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config key of a connector."""
+
+    name: str
+    type: type = str
+    required: bool = False
+    default: Any = None
+    secret: bool = False
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+    #: for numbers: inclusive bounds
+    min: float | None = None
+    max: float | None = None
+
+    def describe(self) -> str:
+        bits = [self.type.__name__]
+        if self.required:
+            bits.append("required")
+        if self.secret:
+            bits.append("secret, from env")
+        if self.default is not None:
+            bits.append(f"default {self.default!r}")
+        return f"{self.name} ({', '.join(bits)}): {self.help}"
+
+
+_TYPE_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false", list: "a list", dict: "a mapping"}
+
+
+def validate_options(schema: Iterable[Field], options: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Check `options` against `schema`; return them with defaults filled and secrets wrapped."""
+    fields = {f.name: f for f in schema}
+    for key in options:
+        if key not in fields:
+            known = ", ".join(sorted(fields)) or "none"
+            raise ConfigError(f"{prefix}.{key}", f"unknown key for this connector type (known keys: {known})")
+    out: dict[str, Any] = {}
+    for f in fields.values():
+        key = f"{prefix}.{f.name}"
+        value = options.get(f.name)
+        if value is None or value == "":
+            if f.required:
+                hint = f" (set it from an environment variable: {f.name}: ${{MY_{f.name.upper()}}})" if f.secret else ""
+                raise ConfigError(key, f"required{hint}: {f.help}".rstrip(": "))
+            out[f.name] = f.default
+            continue
+        value = _coerce(f, value, key)
+        if f.choices is not None and value not in f.choices:
+            raise ConfigError(key, f"{value!r} is not one of {', '.join(map(str, f.choices))}")
+        if f.min is not None and value < f.min or f.max is not None and value > f.max:
+            raise ConfigError(key, f"{value} is out of range; use {f.min} to {f.max}")
+        out[f.name] = Secret(value) if f.secret else value
+    return out
+
+
+def _coerce(f: Field, value: Any, key: str) -> Any:
+    if f.type is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if f.type is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if f.type is list and isinstance(value, str):
+        return [value]
+    if isinstance(value, bool) and f.type is not bool or not isinstance(value, f.type):
+        shown = "***" if f.secret else repr(value)
+        raise ConfigError(key, f"expected {_TYPE_NAMES.get(f.type, f.type.__name__)}, got {shown}")
+    return value
+
+
+def mask_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `options` safe to print: secrets masked."""
+    return {k: (v.masked() if isinstance(v, Secret) else v) for k, v in options.items()}

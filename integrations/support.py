@@ -1,0 +1,124 @@
+"""Pieces several connectors need: a cached OAuth token, a small TTL memo, record tie-breaks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Hashable, Iterable, Mapping, Sequence, TypeVar
+
+from cachetools import TTLCache
+
+from routing.deadline import Deadline
+
+__all__ = ["CachedToken", "TTLMemo", "Candidate", "pick_record"]
+
+T = TypeVar("T")
+
+
+class CachedToken:
+    """A `TokenProvider` that keeps a token until shortly before it expires.
+
+    `fetch(deadline)` returns ``(token, expires_in_seconds_or_None)``; it runs at most once at a
+    time (other threads wait for it), and again only after expiry or `invalidate()` (a 401).
+    `header(token)` builds the auth headers (``Bearer`` by default).
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[Deadline], tuple[str, float | None]],
+        *,
+        header: Callable[[str], Mapping[str, str]] = lambda t: {"Authorization": f"Bearer {t}"},
+        margin_s: float = 60.0,
+        default_ttl_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._fetch = fetch
+        self._header = header
+        self._margin = margin_s
+        self._default_ttl = default_ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.fetches = 0
+
+    def token(self, deadline: Deadline) -> str:
+        with self._lock:
+            if self._token is None or self._clock() >= self._expires_at:
+                token, ttl = self._fetch(deadline)
+                self.fetches += 1
+                ttl = self._default_ttl if ttl is None else float(ttl)
+                self._token = token
+                self._expires_at = self._clock() + max(0.0, ttl - min(self._margin, ttl / 2))
+            return self._token
+
+    def auth_headers(self, deadline: Deadline) -> Mapping[str, str]:
+        return self._header(self.token(deadline))
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+
+    def __repr__(self) -> str:
+        return f"<CachedToken {'set' if self._token else 'empty'}>"
+
+
+class TTLMemo(Generic[T]):
+    """A bounded, thread-safe TTL cache with `get_or_load` (owners, users, teams)."""
+
+    def __init__(self, maxsize: int = 2048, ttl_s: float = 3600.0):
+        self._cache: TTLCache = TTLCache(maxsize=maxsize, ttl=ttl_s)
+        self._lock = threading.Lock()
+
+    def get_or_load(self, key: Hashable, load: Callable[[], T]) -> T:
+        with self._lock:
+            try:
+                return self._cache[key]
+            except KeyError:
+                pass
+        value = load()  # outside the lock: a slow CRM must not block other keys
+        with self._lock:
+            self._cache[key] = value
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One CRM record that matched the caller's number, for `pick_record`."""
+
+    object_type: str
+    record_id: str
+    modified: str  # ISO-8601 as the CRM sends it; compared as text after normalising 'Z'
+    data: Any = None
+
+
+def pick_record(candidates: Sequence[Candidate], priority: Iterable[str]) -> tuple[Candidate | None, str]:
+    """Deterministic tie-break: object priority, then most recently modified, then record id.
+
+    Returns the winner and a note for the trace when there was more than one candidate.
+    """
+    if not candidates:
+        return None, ""
+    order = {name.lower(): i for i, name in enumerate(priority)}
+
+    def rank(c: Candidate):
+        modified = (c.modified or "").replace("Z", "+00:00")
+        return (order.get(c.object_type.lower(), len(order)), _desc(modified), c.record_id)
+
+    ranked = sorted(candidates, key=rank)
+    winner = ranked[0]
+    if len(ranked) == 1:
+        return winner, ""
+    others = ", ".join(f"{c.object_type}/{c.record_id}" for c in ranked[1:4])
+    more = f" (+{len(ranked) - 4} more)" if len(ranked) > 4 else ""
+    return winner, f"{len(ranked)} records share this number; chose {winner.object_type}/{winner.record_id} by object priority then latest change over {others}{more}"
+
+
+def _desc(text: str) -> tuple:
+    """Sort key that orders strings descending."""
+    return tuple(-ord(ch) for ch in text) + (1,)

@@ -1,0 +1,144 @@
+"""Caches: connector answers (fresh, negative, stale-if-error), per-call plans, single-flight.
+
+All bounded (cachetools TTL caches) and thread-safe. Keys are ``<connector id>|<kind>:<value>``
+and hold no secrets.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Hashable, TypeVar
+
+from cachetools import TTLCache
+
+from routing.config import CacheSettings
+from routing.model import Match
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Cached:
+    match: Match | None
+    stored_at: float  # wall clock, for ages shown to people
+
+
+class LookupCache:
+    """Connector answers: positive (long), negative (short), and the last known owner (stale)."""
+
+    def __init__(self, settings: CacheSettings, *, timer: Callable[[], float] = time.monotonic):
+        self._lock = threading.Lock()
+        self._positive: TTLCache = TTLCache(settings.max_entries, max(settings.positive_ttl_s, 0.001), timer=timer)
+        self._negative: TTLCache = TTLCache(max(10, settings.max_entries // 4), max(settings.negative_ttl_s, 0.001), timer=timer)
+        self._stale: TTLCache = TTLCache(settings.max_entries, max(settings.stale_max_age_s, 0.001), timer=timer)
+        self._enabled = settings.positive_ttl_s > 0, settings.negative_ttl_s > 0
+
+    def fresh(self, key: str) -> Cached | None:
+        """A fresh answer (found or not found), or None if we must ask the connector."""
+        with self._lock:
+            hit = self._positive.get(key)
+            if hit is None:
+                hit = self._negative.get(key)
+            return hit
+
+    def stale(self, key: str) -> Cached | None:
+        """The last owner we knew for this key, for answering while the connector fails."""
+        with self._lock:
+            return self._stale.get(key)
+
+    def put(self, key: str, match: Match | None) -> None:
+        entry = Cached(match, time.time())
+        with self._lock:
+            if match is None:
+                if self._enabled[1]:
+                    self._negative[key] = entry
+                self._positive.pop(key, None)
+            else:
+                if self._enabled[0]:
+                    self._positive[key] = entry
+                self._negative.pop(key, None)
+                self._stale[key] = entry
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._positive) + len(self._negative)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._positive.clear()
+            self._negative.clear()
+            self._stale.clear()
+
+
+class SingleFlight(Generic[T]):
+    """Concurrent callers of one key share one running call.
+
+    `start(key, launch)` returns the future in flight for `key`, or the one `launch()` returns
+    (which then becomes the one in flight until it completes).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._inflight: dict[Hashable, Future] = {}
+
+    def start(self, key: Hashable, launch: Callable[[], "Future[T]"]) -> tuple["Future[T]", bool]:
+        """(future, started_here)."""
+        with self._lock:
+            fut = self._inflight.get(key)
+            if fut is not None:
+                return fut, False
+            fut = launch()
+            self._inflight[key] = fut
+        fut.add_done_callback(lambda f, k=key: self._done(k, f))
+        return fut, True
+
+    def _done(self, key: Hashable, fut: Future) -> None:
+        with self._lock:
+            if self._inflight.get(key) is fut:
+                del self._inflight[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+
+class CallPlans(Generic[T]):
+    """The first answer per CallSid, returned unchanged on every repeat request of that call."""
+
+    def __init__(self, maxsize: int, ttl_s: float, *, timer: Callable[[], float] = time.monotonic):
+        self._lock = threading.Lock()
+        self._plans: TTLCache = TTLCache(maxsize, ttl_s, timer=timer)
+        self._pending: dict[str, threading.Event] = {}
+
+    def get(self, call_sid: str) -> T | None:
+        with self._lock:
+            return self._plans.get(call_sid)
+
+    def claim(self, call_sid: str) -> tuple[T | None, threading.Event | None, bool]:
+        """(plan if known, event to wait on if another request is computing it, claimed)."""
+        with self._lock:
+            plan = self._plans.get(call_sid)
+            if plan is not None:
+                return plan, None, False
+            event = self._pending.get(call_sid)
+            if event is not None:
+                return None, event, False
+            self._pending[call_sid] = threading.Event()
+            return None, None, True
+
+    def publish(self, call_sid: str, plan: T | None) -> None:
+        """Store the claimed call's plan (None: give up the claim) and wake the waiters."""
+        with self._lock:
+            if plan is not None:
+                self._plans[call_sid] = plan
+            event = self._pending.pop(call_sid, None)
+        if event is not None:
+            event.set()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._plans)

@@ -1,0 +1,114 @@
+"""Phone numbers: parse what Exotel and CRMs send, answer in E.164, log only masked.
+
+    >>> to_e164("09876543210", "IN")
+    '+919876543210'
+    >>> to_e164(" 919876543210", "IN")   # a '+' that arrived as a space
+    '+919876543210'
+    >>> to_e164("0091 98765-43210", "IN")
+    '+919876543210'
+    >>> to_e164("not a number", "IN") is None
+    True
+    >>> mask("+919876543210")
+    '+91*******210'
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat
+
+_NOT_PHONE_CHARS = re.compile(r"[^0-9+()\-./ \t]")
+_DIGITS = re.compile(r"\d")
+
+
+def is_sip(value: str) -> bool:
+    """True for SIP ids such as ``sip:agent42``; they pass through untouched."""
+    return value.strip().lower().startswith("sip:")
+
+
+def digits_only(value: str) -> str:
+    """Only the ASCII digits of `value` (safe to put inside any query syntax)."""
+    return "".join(ch for ch in value if "0" <= ch <= "9")
+
+
+@lru_cache(maxsize=4096)
+def to_e164(value: str | None, region: str = "IN") -> str | None:
+    """E.164 for a number in any common written form, or None if it is not a phone number."""
+    if not value:
+        return None
+    text = value.strip()
+    if not text or len(text) > 40 or _NOT_PHONE_CHARS.search(text):
+        return None
+    # An unencoded '+' decodes to a space; after strip() only the digits are left, so a raw
+    # leading space is checked on the original value.
+    if value[:1] == " " and text[:1].isdigit():
+        text = "+" + text
+    if len(_DIGITS.findall(text)) < 6:
+        return None
+    try:
+        number = phonenumbers.parse(text, region)
+    except NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+def parse_config_number(value: str, region: str) -> str | None:
+    """A number from config: E.164, or a ``sip:`` id kept as written; None if unusable."""
+    if is_sip(value):
+        return value.strip()
+    return to_e164(value, region)
+
+
+def variants(e164: str) -> list[str]:
+    """The forms a CRM may have stored for one number, most likely first, no duplicates.
+
+    Users type numbers as they like (``098765 43210``, ``+91-98765-43210``, ``9876543210``);
+    search for all of them, then re-check each hit with `same_number`.
+    """
+    try:
+        n = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return [e164]
+    national = str(n.national_number)
+    cc = str(n.country_code)
+    intl = phonenumbers.format_number(n, PhoneNumberFormat.INTERNATIONAL)
+    nat_fmt = phonenumbers.format_number(n, PhoneNumberFormat.NATIONAL)
+    forms = [
+        e164,
+        e164[1:],
+        national,
+        "0" + national,
+        intl,
+        intl.replace(" ", "-"),
+        nat_fmt,
+        f"+{cc} {national}",
+        f"+{cc}-{national}",
+        "00" + e164[1:],
+    ]
+    seen: dict[str, None] = {}
+    for f in forms:
+        seen.setdefault(f, None)
+    return list(seen)
+
+
+def same_number(stored: str | None, e164: str, region: str = "IN") -> bool:
+    """True when a number as a CRM stored it is the caller's number."""
+    return bool(stored) and to_e164(stored, region) == e164
+
+
+def mask(value: str | None) -> str:
+    """A number fit for logs: country code and last three digits only."""
+    if not value:
+        return "-"
+    if is_sip(value):
+        return "sip:***"
+    digits = digits_only(value)
+    if len(digits) <= 5:
+        return "*" * len(digits)
+    head = "+" + digits[:2] if value.startswith("+") else digits[:2]
+    return head + "*" * (len(digits) - 5) + digits[-3:]

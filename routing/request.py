@@ -1,0 +1,114 @@
+"""What Exotel sent, read tolerantly (exotel.md §1).
+
+Nothing is required and nothing raises: empty strings and the literal ``null`` mean absent,
+``digits`` loses its double quotes, a ``+`` that arrived as a space is restored, unknown
+parameters are ignored.
+
+    >>> r = parse_request({"CallSid": "abc", "CallFrom": "09876543210", "digits": '"1234"'})
+    >>> r.caller, r.digits
+    ('+919876543210', '1234')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from routing.model import Query
+from routing.phones import is_sip, to_e164
+
+_ABSENT = {"", "null", "none", "undefined"}
+MAX_VALUE_LEN = 256
+
+
+def clean(value: object) -> str | None:
+    """A parameter's value, or None when absent (empty, ``null``), overlong or not text."""
+    if not isinstance(value, str):
+        return None
+    if len(value) > MAX_VALUE_LEN:
+        return None
+    if value.strip().lower() in _ABSENT:
+        return None
+    return value
+
+
+def _first(params: Mapping[str, str], *names: str) -> str | None:
+    for name in names:
+        value = clean(params.get(name))
+        if value is not None:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class ExotelRequest:
+    """The parameters this service uses, normalised. Raw numbers are kept for the trace."""
+
+    call_sid: str | None = None
+    caller: str | None = None  # E.164
+    caller_raw: str | None = None
+    line: str | None = None  # the ExoPhone called, E.164
+    custom_field: str | None = None
+    digits: str | None = None
+    direction: str | None = None
+    dial_call_status: str | None = None
+    dial_whom_number: str | None = None
+    call_status: str | None = None
+
+    @property
+    def is_repeat(self) -> bool:
+        """A re-request after a failed attempt (fetch numbers after every attempt)."""
+        return self.dial_whom_number is not None or self.dial_call_status is not None
+
+    def queries(self, order: tuple[str, ...], region: str) -> list[Query]:
+        """The customer keys to try, in `lookup_order`, without duplicates."""
+        out: list[Query] = []
+        for source in order:
+            q: Query | None = None
+            if source == "caller" and self.caller:
+                q = Query("phone", self.caller, "caller")
+            elif source in ("custom_field", "digits"):
+                raw = self.custom_field if source == "custom_field" else self.digits
+                if raw:
+                    phone = to_e164(raw, region)
+                    # A CustomField that parses as a phone number is a phone; keyed digits
+                    # are an account number unless they are long enough to be a phone.
+                    if phone and (source == "custom_field" or len(raw) >= 10):
+                        q = Query("phone", phone, source)
+                    else:
+                        q = Query("account", raw.strip(), source)
+            if q is not None and all(q.cache_key() != o.cache_key() for o in out):
+                out.append(q)
+        return out
+
+
+def parse_request(params: Mapping[str, str], region: str = "IN") -> ExotelRequest:
+    """Read a query-string mapping; never raises."""
+    caller_raw = _first(params, "CallFrom", "Callfrom", "From")
+    line_raw = _first(params, "CallTo", "To")
+    digits = _first(params, "digits", "Digits")
+    if digits is not None:
+        digits = digits.strip().strip('"').strip() or None
+    custom = _first(params, "CustomField")
+    if custom is not None:
+        custom = custom.strip() or None
+    whom = _first(params, "DialWhomNumber")
+    status = _first(params, "DialCallStatus")
+    return ExotelRequest(
+        call_sid=(_first(params, "CallSid") or "").strip()[:128] or None,
+        caller=_number(caller_raw, region),
+        caller_raw=caller_raw,
+        line=_number(line_raw, region),
+        custom_field=custom,
+        digits=digits,
+        direction=_first(params, "Direction"),
+        dial_call_status=status.strip().lower() if status else None,
+        dial_whom_number=whom.strip() if whom else None,
+        call_status=_first(params, "CallStatus"),
+    )
+
+
+def _number(raw: str | None, region: str) -> str | None:
+    if raw is None or is_sip(raw):
+        return None
+    return to_e164(raw, region)

@@ -1,0 +1,218 @@
+"""The routing service: from an Exotel request to a dial plan, inside one deadline.
+
+For each customer key (in ``lookup_order``) the configured connectors are asked concurrently;
+the highest-priority connector that finds the customer in time wins. Answers are cached
+(fresh, negative, and stale-if-error), concurrent lookups of one key share one call, a
+circuit breaker skips a failing connector, and the first plan of each call is returned on
+every repeat request for that call. Every answer carries a `Trace`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+from routing.breaker import CircuitBreaker
+from routing.cache import CallPlans, LookupCache, SingleFlight
+from routing.config import Settings
+from routing.deadline import Deadline
+from routing.metrics import Metrics
+from routing.model import Match, Query
+from routing.plan import Plan, build_plan, fallback_plan
+from routing.request import ExotelRequest
+from routing.trace import Trace
+
+log = logging.getLogger("dialwhom.decision")
+
+
+class LookupSource(Protocol):
+    """What the service needs of a connector (see `integrations.base.Connector`)."""
+
+    id: str
+    supports: tuple[str, ...]
+
+    def lookup(self, query: Query, *, deadline: Deadline) -> Match | None: ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    plan: Plan
+    trace: Trace
+
+
+@dataclass(frozen=True)
+class _Found:
+    match: Match | None
+    ms: float
+
+
+class RoutingService:
+    def __init__(self, settings: Settings, connectors: Sequence[LookupSource], *, max_workers: int = 32, metrics: Metrics | None = None):
+        self.settings = settings
+        self.connectors = list(connectors)
+        self.cache = LookupCache(settings.cache)
+        self.calls: CallPlans[Plan] = CallPlans(settings.cache.call_max_entries, settings.cache.call_ttl_s)
+        self.flight: SingleFlight = SingleFlight()
+        self.breakers = {c.id: CircuitBreaker(c.id, settings.breaker.failures, settings.breaker.cooldown_s) for c in self.connectors}
+        self.metrics = metrics or Metrics()
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="dialwhom-lookup")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for c in self.connectors:
+            close = getattr(c, "close", None)
+            if close:
+                close()
+
+    # -- answers -------------------------------------------------------------------------------
+
+    def decide(self, req: ExotelRequest, deadline: Deadline) -> Decision:
+        """The plan for this request; the same plan on every repeat request of one call."""
+        trace = Trace(call_sid=req.call_sid)
+        sid = req.call_sid
+        claimed = False
+        if sid:
+            plan, waiting, claimed = self.calls.claim(sid)
+            if plan is None and waiting is not None:
+                # Another request of this call is deciding right now: share its answer.
+                waiting.wait(deadline.remaining())
+                plan = self.calls.get(sid)
+            if plan is not None:
+                trace.path = "repeat"
+                trace.notes.append("plan remembered from this call's first request")
+                return self._finish(plan, trace, deadline)
+        plan = None
+        try:
+            plan = self._compute(req, deadline, trace)
+        finally:
+            if claimed:
+                self.calls.publish(sid, plan)
+        return self._finish(plan, trace, deadline)
+
+    def fallback(self, req: ExotelRequest, deadline: Deadline) -> Decision:
+        """The answer from config alone (Exotel's Fallback URL): never calls a connector."""
+        trace = Trace(call_sid=req.call_sid, path="fallback")
+        return self._finish(fallback_plan(self.settings, req.line), trace, deadline)
+
+    def _finish(self, plan: Plan, trace: Trace, deadline: Deadline) -> Decision:
+        trace.plan = ",".join(s.why for s in plan.steps) or "empty"
+        trace.notes.extend(plan.notes)
+        trace.elapsed_ms = deadline.elapsed_ms()
+        return Decision(plan, trace)
+
+    def _compute(self, req: ExotelRequest, deadline: Deadline, trace: Trace) -> Plan:
+        queries = req.queries(self.settings.lookup_order, self.settings.default_region)
+        if not queries:
+            trace.path = "no-key"
+            return build_plan(self.settings, None, req.line)
+        for query in queries:
+            match, path, connector = self.find(query, deadline, trace)
+            if match is not None:
+                trace.path, trace.key, trace.connector = path, query.source, connector
+                trace.notes.extend(match.notes)
+                return build_plan(self.settings, match, req.line)
+        trace.path = _worst(trace)
+        return build_plan(self.settings, None, req.line)
+
+    # -- connector lookups ---------------------------------------------------------------------
+
+    def find(self, query: Query, deadline: Deadline, trace: Trace) -> tuple[Match | None, str, str | None]:
+        """(match, path, connector id) for one key, asking every connector concurrently."""
+        started = time.monotonic()
+        pending: list[tuple[Any, str, Any]] = []
+        for c in self.connectors:
+            if query.kind not in getattr(c, "supports", ("phone", "account")):
+                continue
+            key = f"{c.id}|{query.cache_key()}"
+            hit = self.cache.fresh(key)
+            if hit is not None:
+                pending.append((c, key, hit))
+                continue
+            if not self.breakers[c.id].allow():
+                pending.append((c, key, None))
+                continue
+            fut, _ = self.flight.start(key, lambda c=c, key=key: self._executor.submit(self._fetch, c, query, key, deadline))
+            pending.append((c, key, fut))
+
+        for c, key, item in pending:
+            ms = lambda: (time.monotonic() - started) * 1000.0  # noqa: E731
+            if item is None:
+                outcome, detail = "breaker-open", "skipped while the connector recovers"
+            elif not isinstance(item, Future):
+                self.metrics.lookups.labels(c.id, "cache-hit" if item.match else "cache-negative").inc()
+                trace.add(c.id, query.source, "cache-hit" if item.match else "cache-negative", ms())
+                if item.match is not None:
+                    return item.match, "cache", c.id
+                continue
+            else:
+                try:
+                    found: _Found = item.result(timeout=deadline.remaining())
+                except FutureTimeout:
+                    outcome, detail = "timeout", "no answer within the budget"
+                except Exception as exc:  # ConnectorError, or a bug wrapped by _fetch
+                    outcome, detail = getattr(exc, "kind", "error"), str(exc)[:200]
+                else:
+                    trace.add(c.id, query.source, "found" if found.match else "not-found", ms())
+                    if found.match is not None:
+                        return found.match, "fresh", c.id
+                    continue
+            stale = self.cache.stale(key)
+            if stale is not None and stale.match is not None:
+                age = time.time() - stale.stored_at
+                trace.add(c.id, query.source, f"{outcome}+stale", ms(), f"{detail}; answered with the owner known {age / 60:.0f} min ago")
+                self.metrics.lookups.labels(c.id, "stale").inc()
+                return stale.match, "stale" if outcome != "breaker-open" else "stale", c.id
+            trace.add(c.id, query.source, outcome, ms(), detail)
+        return None, "not-found", None
+
+    def _fetch(self, connector: LookupSource, query: Query, key: str, deadline: Deadline) -> _Found:
+        """One connector call (runs on the pool); updates breaker, cache and metrics."""
+        from integrations.errors import BadResponse, ConnectorError  # runtime only: keeps routing importable alone
+
+        breaker = self.breakers[connector.id]
+        t0 = time.monotonic()
+        outcome = "error"
+        try:
+            match = connector.lookup(query, deadline=deadline)
+            if match is not None and not isinstance(match, Match):
+                raise BadResponse(f"{connector.id}: lookup returned {type(match).__name__}, not a Match or None")
+            outcome = "found" if match else "not-found"
+        except ConnectorError as exc:
+            outcome = exc.kind
+            breaker.failure()
+            raise
+        except Exception as exc:
+            outcome = "bug"
+            breaker.failure()
+            log.exception("connector=%s raised %s (a connector must raise only connector errors)", connector.id, type(exc).__name__)
+            raise ConnectorError(f"{connector.id}: internal error {type(exc).__name__}", connector=connector.id) from None
+        finally:
+            elapsed = time.monotonic() - t0
+            self.metrics.lookups.labels(connector.id, outcome).inc()
+            self.metrics.lookup_seconds.labels(connector.id).observe(elapsed)
+        breaker.success()
+        self.cache.put(key, match)
+        return _Found(match, elapsed * 1000.0)
+
+    def health(self) -> dict[str, Any]:
+        """Breaker states, cache sizes: the detail behind /readyz."""
+        return {
+            "connectors": {cid: b.snapshot() for cid, b in self.breakers.items()},
+            "cached_lookups": len(self.cache),
+            "remembered_calls": len(self.calls),
+            "lookups_in_flight": len(self.flight),
+        }
+
+
+def _worst(trace: Trace) -> str:
+    outcomes = {s.outcome for s in trace.steps}
+    for path in ("timeout", "breaker-open"):
+        if path in outcomes:
+            return path
+    if outcomes - {"not-found", "cache-negative"}:
+        return "error"
+    return "not-found"

@@ -1,0 +1,77 @@
+"""The decision trace: which path produced an answer, with per-connector timings.
+
+Logged once per answer and sent back in the ``X-Dialwhom-Trace`` header, so an admin can see
+*why* a call went where it went. Phone numbers appear masked only.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from routing.phones import mask
+
+#: answer paths, from best to worst
+PATHS = ("repeat", "cache", "fresh", "stale", "breaker-open", "timeout", "error", "not-found", "no-key", "fallback")
+
+
+@dataclass
+class Step:
+    connector: str
+    key: str  # "caller", "custom_field", "digits"
+    outcome: str  # cache-hit, cache-negative, found, not-found, stale, breaker-open, timeout, <error kind>
+    ms: float = 0.0
+    detail: str = ""
+
+    def short(self) -> str:
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"{self.connector}[{self.key}]={self.outcome} {self.ms:.0f}ms{extra}"
+
+
+@dataclass
+class Trace:
+    call_sid: str | None = None
+    path: str = "no-key"
+    key: str | None = None  # which request value identified the customer
+    connector: str | None = None  # which connector's answer was used
+    steps: list[Step] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    plan: str = ""
+    elapsed_ms: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, connector: str, key: str, outcome: str, ms: float = 0.0, detail: str = "") -> None:
+        with self._lock:
+            self.steps.append(Step(connector, key, outcome, ms, detail))
+
+    def header(self) -> str:
+        """One line for the ``X-Dialwhom-Trace`` header (ASCII, no full numbers)."""
+        parts = [f"path={self.path}"]
+        if self.key:
+            parts.append(f"key={self.key}")
+        if self.connector:
+            parts.append(f"via={self.connector}")
+        parts += [s.short().replace(";", ",") for s in self.steps]
+        parts.append(f"plan={self.plan}")
+        parts.append(f"{self.elapsed_ms:.0f}ms")
+        return "; ".join(parts).encode("ascii", "replace").decode()[:1500]
+
+    def log_line(self, caller: str | None) -> str:
+        """The one log line per answer."""
+        steps = " | ".join(s.short() for s in self.steps) or "-"
+        notes = (" notes=" + " / ".join(self.notes)) if self.notes else ""
+        return (
+            f"decision call={self.call_sid or '-'} caller={mask(caller)} path={self.path} key={self.key or '-'} "
+            f"via={self.connector or '-'} plan=[{self.plan}] steps=[{steps}] elapsed_ms={self.elapsed_ms:.1f}{notes}"
+        )
+
+    def explain(self) -> list[str]:
+        """The trace in words, for `dialwhom lookup --explain`."""
+        lines = [f"answer path: {self.path}" + (f" (customer identified by {self.key} via {self.connector})" if self.connector else "")]
+        for s in self.steps:
+            lines.append(f"  {s.connector}: looked up by {s.key} -> {s.outcome} in {s.ms:.0f} ms" + (f"; {s.detail}" if s.detail else ""))
+        for n in self.notes:
+            lines.append(f"  note: {n}")
+        lines.append(f"plan: {self.plan}")
+        lines.append(f"decided in {self.elapsed_ms:.1f} ms")
+        return lines
