@@ -88,6 +88,8 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     log_level: str = "INFO"
+    #: a number `dialwhom check` looks up to prove the connectors answer
+    check_number: str | None = None
     source: str = "<dict>"
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -293,12 +295,29 @@ def from_mapping(
         max_numbers=v.int("max_numbers", 5, 1, 20),
         cache=cache,
         breaker=breaker,
-        log_level=v.str("log_level", "INFO").upper(),
+        log_level=_log_level(v.str("log_level", "INFO")),
+        check_number=_check_number(v.str("check_number", ""), region),
         source=source,
         base_dir=base_dir or Path.cwd(),
     )
     v.no_unknown()
     return settings
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log_level", f"'{value}' is not one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+def _check_number(value: str, region: str) -> str | None:
+    if not value:
+        return None
+    parsed = parse_config_number(value, region)
+    if parsed is None:
+        raise ConfigError("check_number", f"'{value}' is not a phone number")
+    return parsed
 
 
 def _substitute(value: Any, environ: Mapping[str, str], key: str) -> Any:

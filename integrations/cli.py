@@ -1,0 +1,304 @@
+"""The ``dialwhom`` command: serve, lookup, check, connectors, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from routing.config import ConfigError
+from routing.deadline import Deadline
+from routing.phones import mask, to_e164
+
+#: gunicorn settings for production; examples/gunicorn.conf.py loads the same ones.
+#: One worker with many threads keeps caches and per-call plans in one process; the worker
+#: timeout sits above the 8 s budget ceiling and below Exotel's 10 s.
+GUNICORN_SETTINGS: dict[str, Any] = {
+    "worker_class": "gthread",
+    "workers": 1,
+    "threads": 32,
+    "timeout": 9,
+    "graceful_timeout": 5,
+    "keepalive": 5,
+    "backlog": 512,
+    # %(U)s is the path without the query string: no phone number or token in access logs
+    "accesslog": "-",
+    "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(B)sB %(M)sms',
+}
+
+EPILOG = """examples:
+  dialwhom serve                              development server on 127.0.0.1:8080
+  dialwhom serve --host 0.0.0.0 --workers 1   production (gunicorn, 32 threads)
+  dialwhom lookup 09876543210 --explain       whom a caller would reach, and why
+  dialwhom lookup --custom-field A-1004       by the CustomField an API call would pass
+  dialwhom check                              validate config and reach every connector
+  dialwhom connectors                         connector types installed, with packages
+  dialwhom simulate http://127.0.0.1:8080/exotel/dial-whom --answers busy,completed
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dialwhom",
+        description="Sticky call routing for Exotel: ring the caller's CRM owner first.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", metavar="PATH", help="config file (default: $DIALWHOM_CONFIG, ./dialwhom.yaml, then the shipped example)")
+        return p
+
+    p = with_config(sub.add_parser("serve", help="run the service", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter))
+    p.add_argument("--host", default=os.environ.get("DIALWHOM_HOST", "127.0.0.1"), help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("DIALWHOM_PORT", "8080")), help="port (default 8080)")
+    p.add_argument("--workers", type=int, help="run under gunicorn with N worker processes (production)")
+    p.add_argument("--threads", type=int, default=GUNICORN_SETTINGS["threads"], help="threads per gunicorn worker (default 32)")
+
+    p = with_config(sub.add_parser("lookup", help="the dial plan for one caller, with the decision trace"))
+    p.add_argument("number", nargs="?", help="the caller's number, in any common format")
+    p.add_argument("--custom-field", metavar="V", help="a CustomField value, as Exotel's API would pass it")
+    p.add_argument("--digits", metavar="D", help="digits keyed in an IVR")
+    p.add_argument("--to", metavar="LINE", help="the ExoPhone called (picks the line's team for unknown callers)")
+    p.add_argument("--explain", action="store_true", help="print the decision trace in words")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = with_config(sub.add_parser("check", help="validate config and reach each connector"))
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("connectors", help="list installed connector types")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    try:
+        from integrations import simulator
+    except ImportError:  # pragma: no cover - the simulator ships with the package
+        simulator = None
+    if simulator is not None:
+        simulator.build_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return {
+            "serve": cmd_serve,
+            "lookup": cmd_lookup,
+            "check": cmd_check,
+            "connectors": cmd_connectors,
+            "simulate": cmd_simulate,
+        }[args.command](args)
+    except ConfigError as exc:
+        print(f"dialwhom: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+def cmd_serve(args) -> int:
+    from app import create_app
+
+    if args.workers is None:
+        app = create_app(args.config)  # fail fast on bad config, before binding
+        print(f"dialwhom: development server on http://{args.host}:{args.port}/exotel/dial-whom (use --workers N for production)", file=sys.stderr)
+        app.run(host=args.host, port=args.port, threaded=True)
+        return 0
+    create_app(args.config).extensions["dialwhom"].close()  # validate once in the parent
+    run_gunicorn(args.config, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+    return 0
+
+
+def run_gunicorn(config: str | None, *, host: str, port: int, workers: int, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class DialwhomServer(BaseApplication):
+        def load_config(self):
+            settings = dict(GUNICORN_SETTINGS, workers=workers, threads=threads, bind=f"{host}:{port}")
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            from app import create_app
+
+            return create_app(config)
+
+    DialwhomServer().run()
+
+
+# -- lookup -----------------------------------------------------------------------------------
+
+
+def cmd_lookup(args) -> int:
+    from integrations.runtime import build_runtime
+    from routing.request import parse_request
+
+    if not (args.number or args.custom_field or args.digits):
+        print("dialwhom lookup: give a NUMBER, --custom-field or --digits", file=sys.stderr)
+        return 2
+    _quiet_logs()
+    rt = build_runtime(args.config)
+    try:
+        params = {"CallFrom": args.number or "", "CustomField": args.custom_field or "", "To": args.to or ""}
+        if args.digits:
+            params["digits"] = f'"{args.digits}"'
+        req = parse_request(params, rt.settings.default_region)
+        if args.number and req.caller is None:
+            print(f"dialwhom lookup: '{args.number}' is not a phone number (region {rt.settings.default_region})", file=sys.stderr)
+            return 2
+        decision = rt.service.decide(req, Deadline.from_ms(rt.settings.budget_ms))
+    finally:
+        rt.close()
+    if args.json:
+        print(json.dumps({
+            "numbers": decision.plan.numbers,
+            "reasons": [s.why for s in decision.plan.steps],
+            "path": decision.trace.path,
+            "key": decision.trace.key,
+            "connector": decision.trace.connector,
+            "steps": [vars(s) for s in decision.trace.steps],
+            "notes": decision.trace.notes,
+            "elapsed_ms": round(decision.trace.elapsed_ms, 1),
+        }, indent=1))
+        return 0
+    for i, step in enumerate(decision.plan.steps, 1):
+        print(f"{i}. {step.number}  ({step.why})")
+    if not decision.plan.steps:
+        print("nobody: the config has no number to ring")
+    if args.explain:
+        print()
+        print("\n".join(decision.trace.explain()))
+    return 0
+
+
+# -- check ------------------------------------------------------------------------------------
+
+
+def cmd_check(args) -> int:
+    from integrations.runtime import build_runtime
+    from routing.model import Query
+
+    _quiet_logs()
+    out = _Out()
+    rt = build_runtime(args.config)
+    s = rt.settings
+    problems = 0
+    report: dict[str, Any] = {"config": s.source, "connectors": [], "problems": []}
+    out.ok(f"config {s.source}: valid ({len(s.connectors)} connectors, {len(s.reps)} reps, {len(s.teams)} teams)")
+    if not s.fallback:
+        problems += 1
+        msg = "no 'fallback' numbers: an unknown caller on a line without a team would get no answer"
+        out.bad(msg)
+        report["problems"].append(msg)
+    if not s.tokens:
+        out.warn("no token: anyone who finds the URL can ask it (set token: ${DIALWHOM_TOKEN})")
+    for team, numbers in s.teams.items():
+        if not numbers:
+            out.warn(f"team '{team}' has no backup numbers")
+    try:
+        for c in rt.connectors:
+            entry: dict[str, Any] = {"id": c.id, "type": c.type_name}
+            try:
+                note = c.check(deadline=Deadline.from_ms(max(s.budget_ms, 5000)))
+                entry["check"] = note
+                out.ok(f"connector {c.id} ({c.type_name}): {note}")
+            except Exception as exc:  # report every failure, whatever its kind
+                problems += 1
+                entry["error"] = f"{type(exc).__name__}: {exc}"
+                out.bad(f"connector {c.id} ({c.type_name}): {type(exc).__name__}: {exc}")
+                report["problems"].append(entry["error"])
+            if s.check_number:
+                try:
+                    m = c.lookup(Query("phone", s.check_number, "caller"), deadline=Deadline.from_ms(max(s.budget_ms, 5000)))
+                    who = (m.owner.email or m.owner.id or m.owner.name or "?") if m else None
+                    entry["check_number"] = who
+                    (out.ok if m else out.warn)(f"connector {c.id}: check_number {mask(s.check_number)} -> {who or 'not found'}")
+                    if m and not any(s.rep_for(k) for k in m.owner.keys()) and not m.owner.phone:
+                        out.warn(f"owner {who} has no 'reps' entry and no phone in the CRM: callers will reach the team or fallback")
+                except Exception as exc:
+                    problems += 1
+                    entry["check_number_error"] = f"{type(exc).__name__}: {exc}"
+                    out.bad(f"connector {c.id}: lookup of check_number failed: {type(exc).__name__}: {exc}")
+                    report["problems"].append(entry["check_number_error"])
+            report["connectors"].append(entry)
+    finally:
+        rt.close()
+    if args.json:
+        print(json.dumps(report, indent=1))
+    out.line("all good" if not problems else f"{problems} problem(s) found")
+    return 1 if problems else 0
+
+
+# -- connectors -------------------------------------------------------------------------------
+
+
+def cmd_connectors(args) -> int:
+    from integrations.registry import discover
+
+    rows = []
+    for name, entries in sorted(discover().items()):
+        for e in entries:
+            try:
+                cls = e.load()
+                status = "ok" if len(entries) == 1 else "DUPLICATE type name"
+                doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            except Exception as exc:
+                status, doc = f"fails to load: {type(exc).__name__}: {exc}", ""
+            rows.append({"type": name, "target": e.value, "package": e.package, "version": e.version, "status": status, "summary": doc})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        print(f"{r['type']:<12} {r['package'] or '?'} {r['version'] or ''}  {r['target']}  [{r['status']}]  {r['summary']}")
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+# -- simulate ---------------------------------------------------------------------------------
+
+
+def cmd_simulate(args) -> int:
+    from integrations import simulator
+
+    return simulator.run_from_args(args)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _quiet_logs() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+
+
+class _Out:
+    """Check marks, coloured only on a terminal (and never with NO_COLOR)."""
+
+    def __init__(self, stream=sys.stdout):
+        self.stream = stream
+        self.colour = stream.isatty() and "NO_COLOR" not in os.environ
+
+    def _p(self, mark: str, colour: str, text: str) -> None:
+        if self.colour:
+            mark = f"\033[{colour}m{mark}\033[0m"
+        print(f"{mark} {text}", file=self.stream)
+
+    def ok(self, text: str) -> None:
+        self._p("ok  ", "32", text)
+
+    def warn(self, text: str) -> None:
+        self._p("warn", "33", text)
+
+    def bad(self, text: str) -> None:
+        self._p("FAIL", "31", text)
+
+    def line(self, text: str) -> None:
+        print(text, file=self.stream)
