@@ -20,6 +20,7 @@ from integrations.registry import ConnectorType
 from integrations.runtime import Runtime, build_runtime
 from routing.config import ConfigError
 from routing.deadline import Deadline
+from routing.phones import mask
 from routing.request import parse_request
 
 log = logging.getLogger("dialwhom")
@@ -127,6 +128,26 @@ def connect() -> Response:
     resp = Response(json.dumps(doc), mimetype="application/json")
     resp.headers[TRACE_HEADER] = decision.trace.header()
     return resp
+
+
+@exotel.route("/exotel/passthru", methods=["GET", "POST"])
+def passthru() -> Response:
+    """Passthru applet after Connect: remember who talked to the caller (exotel.md §6).
+
+    Answers 200 whatever it learnt, so a sync-mode Passthru always takes its 200 branch.
+    """
+    rt = _runtime()
+    params = request.args.to_dict()
+    if request.method == "POST":
+        params.update(request.form.to_dict())
+    req = parse_request(params, rt.settings.default_region)
+    recorded = rt.service.record_outcome(req)
+    log.info(
+        "passthru call=%s caller=%s status=%s agent=%s recorded=%s",
+        req.call_sid or "-", mask(req.caller or req.caller_raw), req.dial_call_status or "-",
+        mask(req.dial_whom_number), recorded,
+    )
+    return _text("ok\n")
 
 
 @ops.get("/healthz")

@@ -88,6 +88,8 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     log_level: str = "INFO"
+    #: ring the agent who last talked to a caller (Passthru) when the CRM has no owner; 0 = off
+    last_agent_days: float = 30.0
     #: a number `dialwhom check` looks up to prove the connectors answer
     check_number: str | None = None
     source: str = "<dict>"
@@ -103,6 +105,13 @@ class Settings:
             index = {o.lower(): r for r in self.reps for o in r.owners}
             object.__setattr__(self, "_index", index)
         return index
+
+    def rep_by_phone(self, number: str) -> Rep | None:
+        """The rep who answers on `number`, if any."""
+        for rep in self.reps:
+            if number in rep.phones:
+                return rep
+        return None
 
     def resolve_path(self, value: str) -> Path:
         """A path from config: absolute, or relative to the config file's folder."""
@@ -296,6 +305,7 @@ def from_mapping(
         cache=cache,
         breaker=breaker,
         log_level=_log_level(v.str("log_level", "INFO")),
+        last_agent_days=v.float("last_agent_days", 30, 0, 365),
         check_number=_check_number(v.str("check_number", ""), region),
         source=source,
         base_dir=base_dir or Path.cwd(),

@@ -4,8 +4,9 @@ Rules, in order of precedence:
 
 1. A known customer: the owner's number(s) (from ``reps``, else the phone the CRM reported),
    then the owner's team backups (team from ``reps``, else from the CRM), then ``fallback``.
-2. An unknown customer (or an owner we cannot ring): the team of the line that was called
-   (``lines``), then ``fallback``.
+2. An unknown customer (or an owner we cannot ring): the agent who last talked to this caller
+   (learnt from the Passthru applet) and their team, else the team of the line that was
+   called (``lines``); then ``fallback``.
 3. Always unique, E.164 (or ``sip:``), capped at ``max_numbers``, and never empty while the
    config holds any number.
 """
@@ -45,7 +46,7 @@ class Plan:
         return " ".join(f"{s.why}={mask(s.number)}" for s in self.steps) or "empty"
 
 
-def build_plan(settings: Settings, match: Match | None, line: str | None = None) -> Plan:
+def build_plan(settings: Settings, match: Match | None, line: str | None = None, last_agent: str | None = None) -> Plan:
     """Apply the rules above to what the connectors found (or did not)."""
     steps: list[Step] = []
     notes: list[str] = []
@@ -71,6 +72,13 @@ def build_plan(settings: Settings, match: Match | None, line: str | None = None)
             if (match.team or owner.team) and team is None:
                 notes.append(f"CRM team {match.team or owner.team!r} is not under 'teams'")
         if team is not None:
+            steps += [Step(n, f"team:{team}") for n in settings.teams.get(team, ())]
+
+    if not owner_known and last_agent is not None:
+        steps.append(Step(last_agent, "last-agent"))
+        rep = settings.rep_by_phone(last_agent)
+        if team is None and rep is not None and rep.team is not None:
+            team = rep.team
             steps += [Step(n, f"team:{team}") for n in settings.teams.get(team, ())]
 
     if not owner_known and team is None and line is not None:

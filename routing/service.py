@@ -20,8 +20,10 @@ from routing.breaker import CircuitBreaker
 from routing.cache import CallPlans, LookupCache, SingleFlight
 from routing.config import Settings
 from routing.deadline import Deadline
+from routing.history import LastAgents
 from routing.metrics import Metrics
 from routing.model import Match, Query
+from routing.phones import mask, parse_config_number
 from routing.plan import Plan, build_plan, fallback_plan
 from routing.request import ExotelRequest
 from routing.trace import Trace
@@ -59,6 +61,7 @@ class RoutingService:
         self.flight: SingleFlight = SingleFlight()
         self.breakers = {c.id: CircuitBreaker(c.id, settings.breaker.failures, settings.breaker.cooldown_s) for c in self.connectors}
         self.metrics = metrics or Metrics()
+        self.last_agents = LastAgents(settings.last_agent_days, settings.cache.max_entries)
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="dialwhom-lookup")
 
     def close(self) -> None:
@@ -93,6 +96,16 @@ class RoutingService:
                 self.calls.publish(sid, plan)
         return self._finish(plan, trace, deadline)
 
+    def record_outcome(self, req: ExotelRequest) -> bool:
+        """Remember who talked to the caller (Passthru after Connect); True if recorded."""
+        if req.dial_call_status != "completed" or not req.caller or not req.dial_whom_number:
+            return False
+        agent = parse_config_number(req.dial_whom_number, self.settings.default_region)
+        if agent is None:
+            return False
+        self.last_agents.record(req.caller, agent)
+        return True
+
     def fallback(self, req: ExotelRequest, deadline: Deadline) -> Decision:
         """The answer from config alone (Exotel's Fallback URL): never calls a connector."""
         trace = Trace(call_sid=req.call_sid, path="fallback")
@@ -116,6 +129,10 @@ class RoutingService:
                 trace.notes.extend(match.notes)
                 return build_plan(self.settings, match, req.line)
         trace.path = _worst(trace)
+        last = self.last_agents.get(req.caller)
+        if last is not None:
+            trace.notes.append(f"no owner found; the last agent to talk to this caller was {mask(last[0])}, {last[1] / 86400:.1f} days ago")
+            return build_plan(self.settings, None, req.line, last_agent=last[0])
         return build_plan(self.settings, None, req.line)
 
     # -- connector lookups ---------------------------------------------------------------------
@@ -204,6 +221,7 @@ class RoutingService:
             "connectors": {cid: b.snapshot() for cid, b in self.breakers.items()},
             "cached_lookups": len(self.cache),
             "remembered_calls": len(self.calls),
+            "last_agents": len(self.last_agents),
             "lookups_in_flight": len(self.flight),
         }
 
