@@ -49,4 +49,17 @@ def build_runtime(
     connectors = build_connectors(settings, registry)
     if not settings.fallback:
         log.warning("config has no 'fallback' numbers: an unknown caller on a line without a team gets no answer")
-    return Runtime(settings, connectors, RoutingService(settings, connectors))
+    shared = None
+    if settings.shared_state is not None:
+        from routing.shared import RedisState
+
+        shared = RedisState(
+            settings.shared_state.url,
+            prefix=settings.shared_state.prefix,
+            timeout_s=settings.shared_state.timeout_ms / 1000.0,
+            call_ttl_s=settings.cache.call_ttl_s,
+            agent_ttl_s=max(1.0, settings.last_agent_days * 86400.0),
+        )
+        if not shared.ping():
+            log.warning("shared_state: Redis at %s does not answer; each instance answers from its own memory until it does", settings.shared_state.url.split("@")[-1])
+    return Runtime(settings, connectors, RoutingService(settings, connectors, shared=shared))

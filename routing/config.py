@@ -71,6 +71,13 @@ class BreakerSettings:
 
 
 @dataclass(frozen=True)
+class SharedStateSettings:
+    url: str
+    prefix: str = "dialwhom:"
+    timeout_ms: int = 100
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated config. Numbers are E.164 (or ``sip:`` ids) by the time they land here."""
 
@@ -90,6 +97,8 @@ class Settings:
     log_level: str = "INFO"
     #: ring the agent who last talked to a caller (Passthru) when the CRM has no owner; 0 = off
     last_agent_days: float = 30.0
+    #: Redis shared by several instances (per-call plans, last agents); None = memory only
+    shared_state: SharedStateSettings | None = None
     #: a number `dialwhom check` looks up to prove the connectors answer
     check_number: str | None = None
     source: str = "<dict>"
@@ -291,6 +300,15 @@ def from_mapping(
         cooldown_s=breaker_v.float("cooldown_s", 30, 0.1, 3600),
     )
     breaker_v.no_unknown()
+    shared = None
+    shared_raw = v.map("shared_state")
+    if shared_raw:
+        sv = _Validator(shared_raw, prefix="shared_state.")
+        url = sv.str("url", "")
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("shared_state.url", "required: a Redis URL such as redis://127.0.0.1:6379/0 (or rediss://, unix://)")
+        shared = SharedStateSettings(url, sv.str("prefix", "dialwhom:"), sv.int("timeout_ms", 100, 5, 1000))
+        sv.no_unknown()
     settings = Settings(
         default_region=region,
         budget_ms=budget,
@@ -305,6 +323,7 @@ def from_mapping(
         cache=cache,
         breaker=breaker,
         log_level=_log_level(v.str("log_level", "INFO")),
+        shared_state=shared,
         last_agent_days=v.float("last_agent_days", 30, 0, 365),
         check_number=_check_number(v.str("check_number", ""), region),
         source=source,

@@ -88,7 +88,7 @@ def build_plan(settings: Settings, match: Match | None, line: str | None = None,
             steps += [Step(n, f"line-team:{line_team}") for n in settings.teams.get(line_team, ())]
 
     steps += [Step(n, "fallback") for n in settings.fallback]
-    return Plan(_unique(steps)[: settings.max_numbers], owner_known, team, tuple(notes))
+    return Plan(tuple(_unique(steps)[: settings.max_numbers]), owner_known, team, tuple(notes))
 
 
 def fallback_plan(settings: Settings, line: str | None = None) -> Plan:

@@ -53,7 +53,7 @@ class _Found:
 
 
 class RoutingService:
-    def __init__(self, settings: Settings, connectors: Sequence[LookupSource], *, max_workers: int = 32, metrics: Metrics | None = None):
+    def __init__(self, settings: Settings, connectors: Sequence[LookupSource], *, max_workers: int = 32, metrics: Metrics | None = None, shared: Any = None):
         self.settings = settings
         self.connectors = list(connectors)
         self.cache = LookupCache(settings.cache)
@@ -62,6 +62,8 @@ class RoutingService:
         self.breakers = {c.id: CircuitBreaker(c.id, settings.breaker.failures, settings.breaker.cooldown_s) for c in self.connectors}
         self.metrics = metrics or Metrics()
         self.last_agents = LastAgents(settings.last_agent_days, settings.cache.max_entries)
+        #: optional `routing.shared.RedisState` when several instances serve one Exotel account
+        self.shared = shared
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="dialwhom-lookup")
 
     def close(self) -> None:
@@ -84,6 +86,11 @@ class RoutingService:
                 # Another request of this call is deciding right now: share its answer.
                 waiting.wait(deadline.remaining())
                 plan = self.calls.get(sid)
+            if plan is None and claimed and self.shared is not None:
+                plan = self.shared.get_plan(sid)  # the call's first request reached another instance
+                if plan is not None:
+                    self.calls.publish(sid, plan)
+                    claimed = False
             if plan is not None:
                 trace.path = "repeat"
                 trace.notes.append("plan remembered from this call's first request")
@@ -91,6 +98,11 @@ class RoutingService:
         plan = None
         try:
             plan = self._compute(req, deadline, trace)
+            if claimed and self.shared is not None:
+                first = self.shared.first_plan(sid, plan)
+                if first is not plan:
+                    trace.notes.append("another instance answered this call first; using its plan")
+                    plan = first
         finally:
             if claimed:
                 self.calls.publish(sid, plan)
@@ -104,6 +116,8 @@ class RoutingService:
         if agent is None:
             return False
         self.last_agents.record(req.caller, agent)
+        if self.shared is not None:
+            self.shared.record_agent(req.caller, agent)
         return True
 
     def fallback(self, req: ExotelRequest, deadline: Deadline) -> Decision:
@@ -130,6 +144,8 @@ class RoutingService:
                 return build_plan(self.settings, match, req.line)
         trace.path = _worst(trace)
         last = self.last_agents.get(req.caller)
+        if last is None and self.shared is not None and self.settings.last_agent_days > 0 and req.caller:
+            last = self.shared.last_agent(req.caller)
         if last is not None:
             trace.notes.append(f"no owner found; the last agent to talk to this caller was {mask(last[0])}, {last[1] / 86400:.1f} days ago")
             return build_plan(self.settings, None, req.line, last_agent=last[0])
@@ -222,6 +238,7 @@ class RoutingService:
             "cached_lookups": len(self.cache),
             "remembered_calls": len(self.calls),
             "last_agents": len(self.last_agents),
+            "shared_state": None if self.shared is None else {"redis": "up" if self.shared.ping() else "DOWN", "errors": self.shared.errors},
             "lookups_in_flight": len(self.flight),
         }
 
