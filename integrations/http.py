@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from integrations.errors import (
     AuthError,
@@ -46,6 +46,8 @@ MAX_BACKOFF_S = 1.0
 MIN_ATTEMPT_S = 0.02
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
 _READ_CHUNK = 16 * 1024
+#: 50 ms, 100 ms, 200 ms ... plus up to 50 ms of jitter so retries from threads spread out
+_BACKOFF = wait_exponential(multiplier=0.05, max=MAX_BACKOFF_S) + wait_random(0, 0.05)
 
 
 class TokenProvider(Protocol):
@@ -168,7 +170,7 @@ class HttpClient:
             exc = state.outcome.exception()
             if isinstance(exc, RateLimited) and exc.retry_after is not None:
                 return exc.retry_after
-            return min(MAX_BACKOFF_S, wait_exponential_jitter(initial=0.05, max=MAX_BACKOFF_S, jitter=0.05)(state))
+            return min(MAX_BACKOFF_S, _BACKOFF(state))
 
         def out_of_time(state) -> bool:
             # Give up at once when the next wait plus a useful attempt does not fit: the

@@ -1,0 +1,489 @@
+"""A local fake of the HubSpot API for end-to-end tests: real HTTP on 127.0.0.1, any port.
+
+Serves, from an in-memory dataset, the endpoints the `hubspot` connector uses, with the payload
+shapes HubSpot documents (see /work/shared/docs/crm/hubspot-salesforce-zoho.md, section 1):
+
+- ``POST /crm/v3/objects/{contacts|companies}/search``: filterGroups (OR) of filters (AND) with
+  EQ, NEQ, IN, NOT_IN, HAS_PROPERTY, NOT_HAS_PROPERTY, CONTAINS_TOKEN; HubSpot's limits
+  (5 groups, 6 filters per group, 18 in total) and unknown properties answer 400
+  VALIDATION_ERROR; `properties`, `sorts`, `limit`, `after`; no rate-limit headers (as HubSpot).
+- ``GET /crm/v3/objects/{type}/{id}?properties=...``
+- ``GET /crm/v3/owners/{id}`` and ``GET /crm/v3/owners?limit=&after=&email=``
+- ``GET /settings/v3/users/teams``
+- ``POST /oauth/v1/token`` and ``POST /oauth/v3/token`` (refresh_token grant, form body)
+
+Bearer tokens are checked (private app tokens given at start, or tokens the fake issued; issued
+tokens expire). Contacts get HubSpot's calculated phone properties derived from ``phone`` and
+``mobilephone`` with the portal's region. Every request is recorded in `requests`; `inject`
+queues canned failures (429, 500, HTML...). Used as::
+
+    with FakeHubSpot(**sample_data()) as hs:
+        ... base_url=hs.url ...
+        assert hs.calls("POST", "/crm/v3/objects/contacts/search") == 1
+
+Run ``python tests/integrations/fake_hubspot.py`` to serve the sample data by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import fnmatch
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterable, Mapping
+from urllib.parse import parse_qs, urlsplit
+
+import phonenumbers
+
+__all__ = ["FakeHubSpot", "RecordedRequest", "sample_data", "PRIVATE_APP_TOKEN"]
+
+PRIVATE_APP_TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
+MAX_GROUPS, MAX_PER_GROUP, MAX_FILTERS = 5, 6, 18
+# Properties every portal has even when no record holds a value.
+STANDARD_PROPERTIES = {
+    "contacts": {
+        "firstname", "lastname", "email", "phone", "mobilephone", "company", "hubspot_owner_id", "hubspot_team_id",
+        "associatedcompanyid", "lastmodifieddate", "createdate", "hs_object_id", "hs_calculated_phone_number",
+        "hs_calculated_mobile_number", "hs_calculated_phone_number_country_code",
+        "hs_searchable_calculated_phone_number", "hs_searchable_calculated_mobile_number", "account_number",
+    },
+    "companies": {
+        "name", "domain", "phone", "hubspot_owner_id", "hubspot_team_id", "hs_lastmodifieddate", "createdate",
+        "hs_object_id", "account_number",
+    },
+}
+ALWAYS_RETURNED = {"contacts": ("hs_object_id", "createdate", "lastmodifieddate"),
+                   "companies": ("hs_object_id", "createdate", "hs_lastmodifieddate")}
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    json: Any = None
+    form: dict[str, list[str]] = field(default_factory=dict)
+
+
+def sample_data() -> dict[str, Any]:
+    """A small portal: two owners in two teams, contacts and companies with Indian numbers."""
+    return {
+        "region": "IN",
+        "owners": [
+            {"id": "41629779", "email": "asha@example.com", "firstName": "Asha", "lastName": "Rao", "userId": 9586504,
+             "teams": [{"id": "368389", "name": "North", "primary": True}]},
+            {"id": "52740880", "email": "vikram@example.com", "firstName": "Vikram", "lastName": "Shah", "userId": 9586505,
+             "teams": [{"id": "368390", "name": "South", "primary": True}, {"id": "368389", "name": "North", "primary": False}]},
+        ],
+        "teams": [
+            {"id": "368389", "name": "North", "userIds": ["9586504"], "secondaryUserIds": ["9586505"]},
+            {"id": "368390", "name": "South", "userIds": ["9586505"], "secondaryUserIds": []},
+        ],
+        "contacts": [
+            {"id": "51", "properties": {"firstname": "Ana", "lastname": "Gupta", "email": "ana@acme.example",
+                                        "phone": "098765 43210", "hubspot_owner_id": "41629779",
+                                        "associatedcompanyid": "9001", "lastmodifieddate": "2025-06-01T08:00:00Z"}},
+            {"id": "52", "properties": {"firstname": "Ravi", "lastname": "Kumar", "mobilephone": "+91-99887-76655",
+                                        "hubspot_owner_id": "52740880", "lastmodifieddate": "2025-05-01T08:00:00Z"}},
+        ],
+        "companies": [
+            {"id": "9001", "properties": {"name": "Acme Traders", "phone": "+91 80 4000 1000",
+                                          "hubspot_owner_id": "52740880", "account_number": "ACC-1001",
+                                          "hs_lastmodifieddate": "2025-04-01T08:00:00Z"}},
+        ],
+    }
+
+
+class FakeHubSpot:
+    """The fake server; `start()`/`stop()` or use it as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        contacts: Iterable[Mapping[str, Any]] = (),
+        companies: Iterable[Mapping[str, Any]] = (),
+        owners: Iterable[Mapping[str, Any]] = (),
+        teams: Iterable[Mapping[str, Any]] = (),
+        region: str = "IN",
+        tokens: Iterable[str] = (PRIVATE_APP_TOKEN,),
+        oauth_client: tuple[str, str, str] | None = None,
+        access_token_ttl: int = 1800,
+    ):
+        self.region = region
+        self.objects: dict[str, dict[str, dict]] = {"contacts": {}, "companies": {}}
+        self.owners: dict[str, dict] = {}
+        self.teams = [dict(t) for t in teams]
+        self.static_tokens = set(tokens)
+        self.oauth_client = oauth_client  # (client_id, client_secret, refresh_token)
+        self.access_token_ttl = access_token_ttl
+        self.issued: dict[str, float] = {}  # access token -> expiry (time.time())
+        self.requests: list[RecordedRequest] = []
+        self._injected: list[tuple[str | None, int, Any, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        self._counter = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        for c in contacts:
+            self.add_record("contacts", c)
+        for c in companies:
+            self.add_record("companies", c)
+        for o in owners:
+            self.add_owner(o)
+
+    # -- dataset ------------------------------------------------------------------------------
+
+    def add_record(self, obj: str, record: Mapping[str, Any]) -> dict:
+        props = {k: (None if v is None else str(v)) for k, v in dict(record.get("properties") or {}).items()}
+        rid = str(record["id"])
+        modified_key = "lastmodifieddate" if obj == "contacts" else "hs_lastmodifieddate"
+        props.setdefault(modified_key, "2025-01-01T00:00:00Z")
+        props.setdefault("createdate", "2024-01-01T00:00:00Z")
+        props["hs_object_id"] = rid
+        if obj == "contacts":
+            self._calculate_phones(props)
+        rec = {"id": rid, "properties": props, "createdAt": props["createdate"], "updatedAt": props[modified_key],
+               "archived": False}
+        self.objects[obj][rid] = rec
+        return rec
+
+    def add_owner(self, owner: Mapping[str, Any]) -> None:
+        o = {"type": "PERSON", "archived": False, "createdAt": "2019-12-25T13:01:35.228Z",
+             "updatedAt": "2024-01-01T00:00:00Z", "teams": [], **dict(owner)}
+        o["id"] = str(o["id"])
+        o.setdefault("userIdIncludingInactive", o.get("userId"))
+        self.owners[o["id"]] = o
+
+    def _calculate_phones(self, props: dict) -> None:
+        """What HubSpot derives from a parseable number (portal region for national forms)."""
+        for raw_key, calc, searchable in (
+            ("phone", "hs_calculated_phone_number", "hs_searchable_calculated_phone_number"),
+            ("mobilephone", "hs_calculated_mobile_number", "hs_searchable_calculated_mobile_number"),
+        ):
+            raw = props.get(raw_key)
+            if not raw:
+                continue
+            try:
+                n = phonenumbers.parse(raw, self.region)
+            except phonenumbers.NumberParseException:
+                continue
+            if not phonenumbers.is_possible_number(n):
+                continue
+            props.setdefault(calc, phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164))
+            props.setdefault(searchable, str(n.national_number))
+            if raw_key == "phone":
+                props.setdefault("hs_calculated_phone_number_country_code", phonenumbers.region_code_for_number(n) or "")
+
+    # -- control ------------------------------------------------------------------------------
+
+    def inject(self, status: int, body: Any = None, *, headers: Mapping[str, str] | None = None,
+               path: str | None = None, times: int = 1) -> None:
+        """Answer the next `times` requests (to `path` prefix, if given) with this response.
+
+        `body` may be a dict (sent as JSON), str or bytes (sent as is; text/html if it starts with '<').
+        """
+        with self._lock:
+            for _ in range(times):
+                self._injected.append((path, status, body, dict(headers or {})))
+
+    def expire_tokens(self) -> None:
+        """Make every access token the fake issued expired (the next call gets 401)."""
+        with self._lock:
+            for t in self.issued:
+                self.issued[t] = time.time() - 5
+
+    def calls(self, method: str | None = None, path: str | None = None) -> int:
+        return len(self.requests_to(method, path))
+
+    def requests_to(self, method: str | None = None, path: str | None = None) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if (method is None or r.method == method) and (path is None or r.path == path)]
+
+    def reset_requests(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    # -- server -------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self, port: int = 0) -> "FakeHubSpot":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                fake._handle(self)
+
+            def do_POST(self) -> None:  # noqa: N802
+                fake._handle(self)
+
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        server = self._server
+        self._thread = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.05), name="fake-hubspot", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "FakeHubSpot":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- request handling ---------------------------------------------------------------------
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(h.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        rec = RecordedRequest(method=h.command, path=parts.path, query=parse_qs(parts.query),
+                              headers={k: v for k, v in h.headers.items()}, body=raw)
+        ctype = h.headers.get("Content-Type", "")
+        if raw and "json" in ctype:
+            try:
+                rec.json = json.loads(raw)
+            except ValueError:
+                rec.json = None
+        elif raw and "x-www-form-urlencoded" in ctype:
+            rec.form = parse_qs(raw.decode("utf-8"))
+        with self._lock:
+            self.requests.append(rec)
+            injected = None
+            for i, (prefix, *_rest) in enumerate(self._injected):
+                if prefix is None or parts.path.startswith(prefix):
+                    injected = self._injected.pop(i)
+                    break
+        if injected is not None:
+            _, status, body, headers = injected
+            return self._send(h, status, body, headers)
+        status, body, headers = self._route(rec)
+        self._send(h, status, body, headers)
+
+    def _send(self, h: BaseHTTPRequestHandler, status: int, body: Any, headers: Mapping[str, str]) -> None:
+        if isinstance(body, (dict, list)):
+            data, ctype = json.dumps(body).encode(), "application/json;charset=utf-8"
+        elif isinstance(body, bytes):
+            data, ctype = body, "application/octet-stream"
+        elif body is None:
+            data, ctype = b"", "application/json;charset=utf-8"
+        else:
+            data = str(body).encode()
+            ctype = "text/html; charset=utf-8" if str(body).lstrip().startswith("<") else "text/plain; charset=utf-8"
+        h.send_response(status)
+        h.send_header("Content-Type", headers.get("Content-Type", ctype))
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in headers.items():
+            if k.lower() != "content-type":
+                h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _route(self, r: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        path = r.path.rstrip("/")
+        if r.method == "POST" and path in ("/oauth/v1/token", "/oauth/v3/token"):
+            return self._token(r)
+        auth = self._authenticate(r)
+        if auth is not None:
+            return auth
+        segs = path.strip("/").split("/")
+        rate = self._rate_headers()
+        if r.method == "POST" and len(segs) == 5 and segs[:3] == ["crm", "v3", "objects"] and segs[4] == "search":
+            return self._search(segs[3], r.json)
+        if r.method == "GET" and len(segs) == 5 and segs[:3] == ["crm", "v3", "objects"]:
+            return self._get_record(segs[3], segs[4], r.query, rate)
+        if r.method == "GET" and segs[:3] == ["crm", "v3", "owners"]:
+            if len(segs) == 4:
+                return self._owner(segs[3], r.query, rate)
+            if len(segs) == 3:
+                return self._owners(r.query, rate)
+        if r.method == "GET" and path == "/settings/v3/users/teams":
+            return 200, {"results": self.teams}, rate
+        return 404, _error("OBJECT_NOT_FOUND", f"no route for {r.method} {path}"), {}
+
+    def _authenticate(self, r: RecordedRequest) -> tuple[int, Any, dict[str, str]] | None:
+        header = r.headers.get("Authorization") or ""
+        token = header[7:] if header.startswith("Bearer ") else ""
+        if token in self.static_tokens:
+            return None
+        with self._lock:
+            expiry = self.issued.get(token)
+        if expiry is None:
+            return 401, _error("INVALID_AUTHENTICATION", "Authentication credentials not found. This API supports OAuth 2.0 "
+                                                         "authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"), {}
+        if expiry <= time.time():
+            ago = int(time.time() - expiry) or 1
+            return 401, _error("EXPIRED_AUTHENTICATION", f"The OAuth token used to make this call expired {ago} second(s) ago."), {}
+        return None
+
+    def _token(self, r: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        form = {k: v[0] for k, v in r.form.items()}
+        if r.path.startswith("/oauth/v3") and r.query:
+            return 400, {"error": "invalid_request", "error_description": "parameters must be in the request body",
+                         "status": "BAD_REQUEST", "message": "parameters must be in the request body"}, {}
+        if form.get("grant_type") != "refresh_token":
+            return 400, {"error": "unsupported_grant_type", "error_description": "grant_type must be refresh_token",
+                         "status": "BAD_GRANT_TYPE", "message": "grant_type must be refresh_token"}, {}
+        if self.oauth_client is None or (form.get("client_id"), form.get("client_secret")) != self.oauth_client[:2]:
+            return 400, {"error": "invalid_client", "error_description": "client_id or client_secret is invalid",
+                         "status": "BAD_CLIENT_ID", "message": "missing or unknown client id"}, {}
+        if form.get("refresh_token") != self.oauth_client[2]:
+            return 400, {"error": "invalid_grant", "error_description": "refresh token is invalid, expired or revoked",
+                         "status": "BAD_REFRESH_TOKEN", "message": "missing or invalid refresh token"}, {}
+        token = f"CJSP{next(self._counter):04d}fakeaccesstoken"
+        with self._lock:
+            self.issued[token] = time.time() + self.access_token_ttl
+        return 200, {"token_type": "bearer", "access_token": token, "refresh_token": self.oauth_client[2],
+                     "expires_in": self.access_token_ttl}, {}
+
+    def _rate_headers(self) -> dict[str, str]:
+        used = len(self.requests)
+        return {
+            "X-HubSpot-RateLimit-Max": "190",
+            "X-HubSpot-RateLimit-Remaining": str(max(0, 190 - used)),
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+            "X-HubSpot-RateLimit-Daily": "625000",
+            "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, 625000 - used)),
+        }
+
+    def _search(self, obj: str, body: Any) -> tuple[int, Any, dict[str, str]]:
+        if obj not in self.objects:
+            return 400, _error("VALIDATION_ERROR", f"Unable to infer object type from: {obj}"), {}
+        if not isinstance(body, dict):
+            return 400, _error("VALIDATION_ERROR", "Invalid input JSON on line 1"), {}
+        groups = body.get("filterGroups") or []
+        if len(groups) > MAX_GROUPS:
+            return 400, _error("VALIDATION_ERROR", f"Too many filter groups ({len(groups)}); the maximum is {MAX_GROUPS}"), {}
+        total_filters = 0
+        known = STANDARD_PROPERTIES[obj] | {k for rec in self.objects[obj].values() for k in rec["properties"]}
+        for g in groups:
+            filters = g.get("filters") or []
+            total_filters += len(filters)
+            if len(filters) > MAX_PER_GROUP:
+                return 400, _error("VALIDATION_ERROR", f"Too many filters in a group ({len(filters)}); the maximum is {MAX_PER_GROUP}"), {}
+            for f in filters:
+                if f.get("propertyName") not in known:
+                    return 400, _error("VALIDATION_ERROR", "There was a problem with the request.",
+                                       errors=[{"message": f"Property {f.get('propertyName')!r} does not exist", "in": "propertyName"}]), {}
+        if total_filters > MAX_FILTERS:
+            return 400, _error("VALIDATION_ERROR", f"Too many filters ({total_filters}); the maximum is {MAX_FILTERS}"), {}
+        limit = int(body.get("limit") or 10)
+        if limit > 200:
+            return 400, _error("VALIDATION_ERROR", "limit must be at most 200"), {}
+        hits = [rec for rec in self.objects[obj].values() if not groups or any(_group_matches(g, rec) for g in groups)]
+        for s in reversed(body.get("sorts") or []):
+            key = s.get("propertyName")
+            hits.sort(key=lambda rec: (rec["properties"].get(key) is None, rec["properties"].get(key) or ""),
+                      reverse=s.get("direction") == "DESCENDING")
+        if not body.get("sorts"):
+            hits.sort(key=lambda rec: int(rec["id"]) if rec["id"].isdigit() else rec["id"])
+        start = int(body.get("after") or 0)
+        page = hits[start:start + limit]
+        wanted = body.get("properties")
+        out = {"total": len(hits), "results": [self._shape(obj, rec, wanted) for rec in page]}
+        if start + limit < len(hits):
+            out["paging"] = {"next": {"after": str(start + limit), "link": "?after=" + str(start + limit)}}
+        return 200, out, {}
+
+    def _shape(self, obj: str, rec: dict, wanted: Iterable[str] | None) -> dict:
+        props = rec["properties"]
+        names = list(wanted) if wanted else list(props)
+        names += [n for n in ALWAYS_RETURNED[obj] if n not in names]
+        shaped = copy.deepcopy(rec)
+        shaped["properties"] = {n: props.get(n) for n in names}
+        return shaped
+
+    def _get_record(self, obj: str, rid: str, query: Mapping[str, list[str]], rate: dict) -> tuple[int, Any, dict[str, str]]:
+        rec = self.objects.get(obj, {}).get(rid)
+        if rec is None:
+            return 404, _error("OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.", context={"id": [rid]}), rate
+        wanted = [p for v in query.get("properties", []) for p in v.split(",") if p]
+        return 200, self._shape(obj, rec, wanted or None), rate
+
+    def _owner(self, oid: str, query: Mapping[str, list[str]], rate: dict) -> tuple[int, Any, dict[str, str]]:
+        id_property = (query.get("idProperty") or ["id"])[0]
+        archived = (query.get("archived") or ["false"])[0] == "true"
+        for o in self.owners.values():
+            key = o["id"] if id_property == "id" else str(o.get("userId"))
+            if key == oid and bool(o.get("archived")) == archived:
+                return 200, o, rate
+        return 404, _error("OBJECT_NOT_FOUND", f"No owner found with id {oid}"), rate
+
+    def _owners(self, query: Mapping[str, list[str]], rate: dict) -> tuple[int, Any, dict[str, str]]:
+        email = (query.get("email") or [None])[0]
+        limit = int((query.get("limit") or ["100"])[0])
+        start = int((query.get("after") or ["0"])[0])
+        items = [o for o in self.owners.values() if not o.get("archived") and (email is None or o.get("email") == email)]
+        out: dict[str, Any] = {"results": items[start:start + limit]}
+        if start + limit < len(items):
+            out["paging"] = {"next": {"after": str(start + limit)}}
+        return 200, out, rate
+
+
+def _group_matches(group: Mapping[str, Any], rec: Mapping[str, Any]) -> bool:
+    return all(_filter_matches(f, rec["properties"]) for f in group.get("filters") or [])
+
+
+def _filter_matches(f: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
+    value = props.get(f.get("propertyName"))
+    op = f.get("operator")
+    text = (value or "").lower()
+    if op == "HAS_PROPERTY":
+        return bool(value)
+    if op == "NOT_HAS_PROPERTY":
+        return not value
+    if op == "EQ":
+        return value is not None and text == str(f.get("value", "")).lower()
+    if op == "NEQ":
+        return text != str(f.get("value", "")).lower()
+    if op == "IN":
+        return value is not None and text in {str(v).lower() for v in f.get("values") or []}
+    if op == "NOT_IN":
+        return text not in {str(v).lower() for v in f.get("values") or []}
+    if op == "CONTAINS_TOKEN":
+        pattern = str(f.get("value", "")).lower()
+        return any(fnmatch.fnmatchcase(tok, pattern) for tok in text.replace("-", " ").split())
+    return False
+
+
+def _error(category: str, message: str, **extra: Any) -> dict:
+    return {"status": "error", "message": message, "correlationId": "aeb5f871-7f07-4993-9211-075dc63e7cbf",
+            "category": category, **extra}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    hs = FakeHubSpot(**sample_data(), oauth_client=("fake-client", "fake-secret", "fake-refresh")).start(args.port)
+    print(f"fake HubSpot at {hs.url}  (private app token: {PRIVATE_APP_TOKEN})", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hs.stop()
+
+if __name__ == "__main__":
+    main()
