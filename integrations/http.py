@@ -79,14 +79,14 @@ class Response:
     def json(self) -> Any:
         """The body as JSON, or `BadResponse` saying what came instead."""
         if not self.body.strip():
-            raise BadResponse(f"empty body from {self.url} (HTTP {self.status}) where JSON was expected", status=self.status)
+            raise BadResponse(f"empty body from {_safe_url(self.url)} (HTTP {self.status}) where JSON was expected", status=self.status)
         try:
             return json.loads(self.body)
         except ValueError:
             ctype = self.headers.get("Content-Type", "?")
             head = self.body[:60].decode("utf-8", "replace").strip().replace("\n", " ")
             kind = "HTML" if head.lower().startswith(("<!doctype", "<html")) else "not JSON"
-            raise BadResponse(f"answer from {self.url} is {kind} (HTTP {self.status}, {ctype}): {head!r}", status=self.status) from None
+            raise BadResponse(f"answer from {_safe_url(self.url)} is {kind} (HTTP {self.status}, {ctype}): {head!r}", status=self.status) from None
 
 
 class HttpClient:

@@ -1,0 +1,471 @@
+"""A local fake of the Salesforce APIs dialwhom uses, for end-to-end tests.
+
+Real HTTP on 127.0.0.1 (port 0 = any free port), served from a thread::
+
+    with FakeSalesforce() as sf:                  # the sample org below, or dataset=...
+        config = {"type": "salesforce", "login_url": sf.url, "auth": "client_credentials",
+                  "client_id": sf.client_id, "client_secret": sf.client_secret}
+        ...
+        sf.requests                               # every request, in order (RecordedRequest)
+
+What it serves, with Salesforce's payload shapes (docs/crm/salesforce.md):
+
+- ``POST /services/oauth2/token`` (form): ``client_credentials`` and ``refresh_token`` grants;
+  answers ``access_token``, ``instance_url`` (this server), ``id``, ``token_type``, ``issued_at``,
+  ``signature``, ``scope``; no ``expires_in``. Bad credentials: 400 ``invalid_client`` /
+  ``invalid_grant``.
+- ``GET /services/data/`` (versions, no auth) and ``GET /services/data/vNN.N/`` (resources).
+- ``GET /services/data/vNN.N/search/?q=FIND {..} IN PHONE FIELDS RETURNING Obj(fields [WHERE
+  F = v] [ORDER BY F ASC|DESC] [LIMIT n]), ...``: a SOSL subset. Relationship fields
+  (``Owner.Name``, ``Account.Owner.Phone``) are resolved; ``Lead.Owner`` resolves to the
+  polymorphic ``Name`` object (no ``MobilePhone``: asking for it is ``INVALID_FIELD``). An
+  unescaped reserved character in the search term is ``MALFORMED_SEARCH``. Matching is an
+  approximation (Salesforce's tokenisation of phone fields is not documented): a record
+  matches when the digits of one of its phone fields end with a search term, so a search can
+  over-match like the real one.
+- ``GET /services/data/vNN.N/query/?q=SELECT f, .. FROM Obj WHERE F = 'v' [ORDER BY ..] [LIMIT n]``
+- ``GET /services/data/vNN.N/sobjects/User/<id>?fields=..``
+
+Every data response carries ``Sforce-Limit-Info: api-usage=N/LIMIT``; over the limit it is
+403 ``REQUEST_LIMIT_EXCEEDED``. A bad or expired bearer token is 401 ``INVALID_SESSION_ID``.
+`fail_next` scripts raw answers (5xx, HTML, broken JSON) for the next matching requests;
+`expire_tokens` ends every session.
+
+Run it by hand: ``python tests/integrations/fake_salesforce.py [port]``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Mapping
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["FakeSalesforce", "RecordedRequest", "sample_dataset", "ORG_ID"]
+
+ORG_ID = "00D5g000004FAKEEA0"
+VERSIONS = ("58.0", "59.0", "60.0", "61.0", "62.0", "63.0", "64.0", "65.0", "66.0")
+SOSL_RESERVED = set("?&|!{}[]()^~*:\\\"'+-")
+
+#: phone-type fields per object (what IN PHONE FIELDS searches)
+PHONE_FIELDS = {
+    "Contact": ("Phone", "MobilePhone", "HomePhone", "OtherPhone", "AssistantPhone", "Fax"),
+    "Lead": ("Phone", "MobilePhone", "Fax"),
+    "Account": ("Phone", "Fax"),
+}
+#: fields each object exposes (others are INVALID_FIELD); relationships listed separately
+FIELDS = {
+    "Contact": {"Id", "Name", "FirstName", "LastName", "Email", "OwnerId", "AccountId", "LastModifiedDate", *PHONE_FIELDS["Contact"]},
+    "Lead": {"Id", "Name", "FirstName", "LastName", "Company", "Email", "OwnerId", "IsConverted", "Status", "LastModifiedDate", *PHONE_FIELDS["Lead"]},
+    "Account": {"Id", "Name", "AccountNumber", "OwnerId", "Type", "LastModifiedDate", *PHONE_FIELDS["Account"]},
+    "User": {"Id", "Name", "FirstName", "LastName", "Email", "Username", "Phone", "MobilePhone", "Extension", "Title",
+             "Department", "Division", "IsActive", "UserRoleId", "ManagerId", "LastModifiedDate"},
+    "Name": {"Id", "Name", "FirstName", "LastName", "Alias", "Email", "Phone", "Title", "Type", "IsActive",
+             "UserRoleId", "ProfileId", "Username"},
+    "UserRole": {"Id", "Name"},
+    "Group": {"Id", "Name", "Type", "Email", "DeveloperName"},
+}
+#: relationship name -> (id field, target object) per object
+RELATIONS = {
+    "Contact": {"Owner": ("OwnerId", "User"), "Account": ("AccountId", "Account")},
+    "Lead": {"Owner": ("OwnerId", "Name")},
+    "Account": {"Owner": ("OwnerId", "User")},
+    "User": {"UserRole": ("UserRoleId", "UserRole"), "Manager": ("ManagerId", "User")},
+}
+
+
+def sample_dataset() -> dict[str, Any]:
+    """A small org: two sales users with roles, a queue, Contacts/Leads/Accounts (Indian numbers)."""
+    return {
+        "UserRole": [
+            {"Id": "00E5g000000NORTHAQ", "Name": "North Sales"},
+            {"Id": "00E5g000000SOUTHAQ", "Name": "South Sales"},
+        ],
+        "User": [
+            {"Id": "0055g00000AshaAAAQ", "Name": "Asha Rao", "Email": "asha@example.com", "Phone": "+91 80 4000 0001",
+             "MobilePhone": "+91 98000 00001", "IsActive": True, "Department": "Sales", "Division": "North",
+             "UserRoleId": "00E5g000000NORTHAQ", "ManagerId": None, "LastModifiedDate": "2024-01-01T00:00:00.000+0000"},
+            {"Id": "0055g00000RaviAAAQ", "Name": "Ravi Iyer", "Email": "ravi@example.com", "Phone": None,
+             "MobilePhone": "+91 98000 00009", "IsActive": True, "Department": "Sales", "Division": "South",
+             "UserRoleId": "00E5g000000SOUTHAQ", "ManagerId": "0055g00000AshaAAAQ", "LastModifiedDate": "2024-01-01T00:00:00.000+0000"},
+        ],
+        "Group": [
+            {"Id": "00G5g000001InbQAAQ", "Name": "Inbound Queue", "Type": "Queue", "Email": None, "DeveloperName": "Inbound_Queue"},
+        ],
+        "Account": [
+            {"Id": "0015g00000AcmeAAAQ", "Name": "Acme Traders", "AccountNumber": "ACME-001", "Phone": "080 4000 1000",
+             "OwnerId": "0055g00000RaviAAAQ", "LastModifiedDate": "2024-05-01T10:00:00.000+0000"},
+        ],
+        "Contact": [
+            {"Id": "0035g00000MeeraAAQ", "Name": "Meera Shah", "Phone": "098765 43210", "MobilePhone": None,
+             "OwnerId": "0055g00000AshaAAAQ", "AccountId": "0015g00000AcmeAAAQ", "LastModifiedDate": "2024-06-01T09:30:00.000+0000"},
+            {"Id": "0035g00000JohnAAAQ", "Name": "John Roe", "Phone": "+1 987-654-3210",
+             "OwnerId": "0055g00000RaviAAAQ", "AccountId": None, "LastModifiedDate": "2024-06-02T09:30:00.000+0000"},
+        ],
+        "Lead": [
+            {"Id": "00Q5g00000KiranAAQ", "Name": "Kiran Das", "Company": "Das & Co", "Phone": "+91-91234-56789",
+             "MobilePhone": None, "OwnerId": "00G5g000001InbQAAQ", "IsConverted": False, "LastModifiedDate": "2024-06-03T12:00:00.000+0000"},
+            {"Id": "00Q5g00000OldLdAAQ", "Name": "Meera Shah", "Company": "Acme Traders", "Phone": "9876543210",
+             "OwnerId": "0055g00000RaviAAAQ", "IsConverted": True, "LastModifiedDate": "2024-06-04T12:00:00.000+0000"},
+        ],
+    }
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the fake saw it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    form: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass
+class _Scripted:
+    path_prefix: str
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+class _SoqlError(Exception):
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def _digits(value: Any) -> str:
+    return "".join(ch for ch in str(value or "") if ch.isdigit())
+
+
+class FakeSalesforce:
+    """The fake org and its HTTP server."""
+
+    def __init__(self, dataset: Mapping[str, Any] | None = None, *, client_id: str = "3MVG9fake.consumer.key",
+                 client_secret: str = "fake-consumer-secret-123", refresh_token: str = "5Aep861fake.refresh.token",
+                 run_as_user: str = "0055g00000AshaAAAQ", api_limit: int = 15000, host: str = "127.0.0.1", port: int = 0):
+        self.data: dict[str, list[dict]] = copy.deepcopy(dict(dataset or sample_dataset()))
+        self.client_id, self.client_secret, self.refresh_token = client_id, client_secret, refresh_token
+        self.run_as_user = run_as_user
+        self.api_limit = api_limit
+        self.api_usage = 0
+        self.requests: list[RecordedRequest] = []
+        self.tokens: dict[str, str] = {}  # access token -> grant type
+        self._scripted: list[_Scripted] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "FakeSalesforce":
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-salesforce", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "FakeSalesforce":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- test controls --------------------------------------------------------------------------
+
+    def fail_next(self, path_prefix: str, status: int, body: str | bytes | Any = "", *, headers: Mapping[str, str] | None = None, times: int = 1) -> None:
+        """Answer the next `times` requests whose path starts with `path_prefix` with this."""
+        if isinstance(body, (dict, list)):
+            raw, ctype = json.dumps(body).encode(), "application/json;charset=UTF-8"
+        else:
+            raw = body.encode() if isinstance(body, str) else body
+            ctype = "text/html;charset=UTF-8" if raw.lstrip().startswith(b"<") else "application/json;charset=UTF-8"
+        hdrs = {"Content-Type": ctype, **dict(headers or {})}
+        with self._lock:
+            self._scripted.extend(_Scripted(path_prefix, status, raw, hdrs) for _ in range(times))
+
+    def expire_tokens(self) -> None:
+        """End every session: the next data call gets 401 INVALID_SESSION_ID."""
+        with self._lock:
+            self.tokens.clear()
+
+    def calls(self, path_prefix: str = "") -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path.startswith(path_prefix)]
+
+    # -- request handling -----------------------------------------------------------------------
+
+    def _handler_class(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def do_GET(self) -> None:
+                self._serve("GET")
+
+            def do_POST(self) -> None:
+                self._serve("POST")
+
+            def _serve(self, method: str) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+                form = {}
+                if body and "x-www-form-urlencoded" in (self.headers.get("Content-Type") or ""):
+                    form = {k: v[-1] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+                rec = RecordedRequest(method, parts.path, query, dict(self.headers.items()), form, body)
+                status, headers, payload = fake._dispatch(rec)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        return Handler
+
+    def _dispatch(self, rec: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            self.requests.append(rec)
+            for i, s in enumerate(self._scripted):
+                if rec.path.startswith(s.path_prefix):
+                    del self._scripted[i]
+                    return s.status, dict(s.headers), s.body
+        try:
+            if rec.path == "/services/oauth2/token" and rec.method == "POST":
+                return self._token(rec)
+            if rec.path.rstrip("/") == "/services/data" and rec.method == "GET":
+                return self._json(200, [{"label": f"v{v}", "url": f"/services/data/v{v}", "version": v} for v in VERSIONS])
+            m = re.match(r"^/services/data/v(\d+\.\d)(/.*)?$", rec.path)
+            if m and rec.method == "GET":
+                return self._data(rec, m.group(1), (m.group(2) or "/").rstrip("/") or "/")
+            return self._error(404, "NOT_FOUND", "The requested resource does not exist")
+        except _SoqlError as exc:
+            return self._error(exc.status, exc.code, exc.message)
+
+    @staticmethod
+    def _json(status: int, body: Any, extra: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        return status, {"Content-Type": "application/json;charset=UTF-8", **dict(extra or {})}, json.dumps(body).encode()
+
+    def _error(self, status: int, code: str, message: str, extra: Mapping[str, str] | None = None):
+        return self._json(status, [{"message": message, "errorCode": code}], extra)
+
+    def _token(self, rec: RecordedRequest):
+        f = rec.form
+        grant = f.get("grant_type")
+        if f.get("client_id") != self.client_id:
+            return self._json(400, {"error": "invalid_client_id", "error_description": "client identifier invalid"})
+        if grant == "client_credentials":
+            if f.get("client_secret") != self.client_secret:
+                return self._json(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
+        elif grant == "refresh_token":
+            if "client_secret" in f and f["client_secret"] != self.client_secret:
+                return self._json(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
+            if f.get("refresh_token") != self.refresh_token:
+                return self._json(400, {"error": "invalid_grant", "error_description": "expired access/refresh token"})
+        else:
+            return self._json(400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"})
+        token = f"{ORG_ID}!AQ{secrets.token_urlsafe(24)}"
+        with self._lock:
+            self.tokens[token] = grant
+        body = {
+            "access_token": token,
+            "signature": secrets.token_urlsafe(32),
+            "scope": "api" if grant == "client_credentials" else "api refresh_token",
+            "instance_url": self.url,
+            "id": f"{self.url}/id/{ORG_ID}/{self.run_as_user}",
+            "token_type": "Bearer",
+            "issued_at": str(int(time.time() * 1000)),
+        }
+        if grant == "client_credentials":
+            body["token_format"] = "opaque"
+        return self._json(200, body)
+
+    def _data(self, rec: RecordedRequest, version: str, path: str):
+        auth = rec.headers.get("Authorization") or ""
+        with self._lock:
+            valid = auth.startswith("Bearer ") and auth[7:] in self.tokens
+        if not valid:
+            return self._error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        if version not in VERSIONS:
+            return self._error(404, "NOT_FOUND", "The requested resource does not exist")
+        with self._lock:
+            self.api_usage += 1
+            usage = self.api_usage
+        limit = {"Sforce-Limit-Info": f"api-usage={usage}/{self.api_limit}"}
+        if usage > self.api_limit:
+            return self._error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", limit)
+        base = f"/services/data/v{version}"
+        if path == "/":
+            return self._json(200, {k: f"{base}/{k}" for k in ("sobjects", "search", "query", "limits", "parameterizedSearch")}, limit)
+        if path == "/search":
+            return self._json(200, {"searchRecords": self._sosl(rec.query.get("q", ""), base)}, limit)
+        if path == "/query":
+            rows = self._soql(rec.query.get("q", ""), base)
+            return self._json(200, {"totalSize": len(rows), "done": True, "records": rows}, limit)
+        m = re.match(r"^/sobjects/(\w+)/(\w+)$", path)
+        if m:
+            obj, rid = m.groups()
+            row = self._find(obj, rid)
+            if row is None:
+                return self._error(404, "NOT_FOUND", "The requested resource does not exist", limit)
+            fields = [x.strip() for x in rec.query.get("fields", "").split(",") if x.strip()] or sorted(FIELDS.get(obj, ()))
+            return self._json(200, self._project(obj, row, fields, base), limit)
+        return self._error(404, "NOT_FOUND", "The requested resource does not exist", limit)
+
+    # -- the org --------------------------------------------------------------------------------
+
+    def _find(self, obj: str, rid: Any) -> dict | None:
+        if not rid:
+            return None
+        if obj == "Name":  # polymorphic owner: a User or a Group (queue)
+            user = self._find("User", rid)
+            if user is not None:
+                return {**user, "Type": "User"}
+            group = self._find("Group", rid)
+            return dict(group) if group is not None else None
+        return next((r for r in self.data.get(obj, []) if r.get("Id") == rid), None)
+
+    def _project(self, obj: str, row: Mapping[str, Any], fields: list[str], base: str) -> dict:
+        """A row with only `fields` (relationship paths resolved), as the REST API shapes it."""
+        out: dict[str, Any] = {"attributes": {"type": obj, "url": f"{base}/sobjects/{obj}/{row.get('Id')}"}}
+        for path in fields:
+            self._put(obj, row, path.split("."), out, base)
+        return out
+
+    def _put(self, obj: str, row: Mapping[str, Any], parts: list[str], out: dict, base: str) -> None:
+        name = parts[0]
+        if len(parts) == 1:
+            if name not in FIELDS.get(obj, set()):
+                raise _SoqlError("INVALID_FIELD", f"No such column '{name}' on entity '{obj}'.")
+            out[name] = row.get(name)
+            return
+        rel = RELATIONS.get(obj, {}).get(name)
+        if rel is None:
+            raise _SoqlError("INVALID_FIELD", f"Didn't understand relationship '{name}' in field path.")
+        id_field, target = rel
+        related = self._find(target, row.get(id_field))
+        if related is None:
+            out[name] = None
+            return
+        kind = target
+        if target == "Name":
+            kind = "Name"
+        if not isinstance(out.get(name), dict):
+            out[name] = {"attributes": {"type": kind, "url": f"{base}/sobjects/{'User' if related.get('Type', 'User') == 'User' else 'Group'}/{related.get('Id')}"}}
+        self._put(target, related, parts[1:], out[name], base)
+
+    def _sosl(self, q: str, base: str) -> list[dict]:
+        m = re.match(r"^FIND \{(?P<term>.*?)(?<!\\)\} IN PHONE FIELDS RETURNING (?P<ret>.+)$", q.strip(), re.S)
+        if not m:
+            raise _SoqlError("MALFORMED_SEARCH", "unexpected token in search")
+        words = [w for w in re.split(r"\s+OR\s+", m.group("term").strip()) if w]
+        if not words or any(ch in SOSL_RESERVED for w in words for ch in w):
+            raise _SoqlError("MALFORMED_SEARCH", "unexpected token in search query")
+        if any(len(w) < 2 for w in words):
+            raise _SoqlError("INVALID_SEARCH", "search term must be longer than one character")
+        terms = [_digits(w) for w in words if _digits(w)]
+        found: list[dict] = []
+        for clause in _split_top(m.group("ret")):
+            cm = re.match(r"^\s*(\w+)\s*\((.*)\)\s*$", clause, re.S)
+            if not cm:
+                raise _SoqlError("MALFORMED_SEARCH", "unexpected token in RETURNING")
+            obj, inner = cm.groups()
+            if obj not in PHONE_FIELDS:
+                raise _SoqlError("INVALID_TYPE", f"sObject type '{obj}' is not supported.")
+            fields, where, order, limit = _parse_clause(inner)
+            rows = [r for r in self.data.get(obj, []) if _matches(where, r)
+                    and any(_digits(r.get(f)).endswith(t) for f in PHONE_FIELDS[obj] for t in terms)]
+            rows = _order(rows, order)[:limit]
+            found.extend(self._project(obj, r, fields, base) for r in rows)
+        return found
+
+    def _soql(self, q: str, base: str) -> list[dict]:
+        m = re.match(
+            r"^SELECT (?P<fields>.+?) FROM (?P<obj>\w+) WHERE (?P<field>\w+) = '(?P<val>(?:[^'\\]|\\.)*)'"
+            r"(?: ORDER BY (?P<order>\w+(?: ASC| DESC)?))?(?: LIMIT (?P<limit>\d+))?$", q.strip())
+        if not m:
+            raise _SoqlError("MALFORMED_QUERY", "unexpected token")
+        obj = m.group("obj")
+        if obj not in FIELDS or obj == "Name":
+            raise _SoqlError("INVALID_TYPE", f"sObject type '{obj}' is not supported.")
+        if m.group("field") not in FIELDS[obj]:
+            raise _SoqlError("INVALID_FIELD", f"No such column '{m.group('field')}' on entity '{obj}'.")
+        value = re.sub(r"\\(.)", r"\1", m.group("val"))
+        fields = [f.strip() for f in m.group("fields").split(",")]
+        rows = [r for r in self.data.get(obj, []) if str(r.get(m.group("field"))) == value]
+        rows = _order(rows, m.group("order"))[: int(m.group("limit") or 2000)]
+        return [self._project(obj, r, fields, base) for r in rows]
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas outside parentheses."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        cur += ch
+    if cur.strip():
+        parts.append(cur)
+    return parts
+
+
+def _parse_clause(inner: str) -> tuple[list[str], tuple[str, Any] | None, str | None, int]:
+    m = re.match(r"^(?P<fields>.*?)(?:\s+WHERE\s+(?P<wf>\w+)\s*=\s*(?P<wv>\S+))?(?:\s+ORDER BY\s+(?P<order>\w+(?:\s+(?:ASC|DESC))?))?(?:\s+LIMIT\s+(?P<limit>\d+))?\s*$", inner.strip(), re.S)
+    if not m:
+        raise _SoqlError("MALFORMED_SEARCH", "unexpected token in RETURNING clause")
+    fields = [f.strip() for f in m.group("fields").split(",") if f.strip()]
+    where = None
+    if m.group("wf"):
+        raw = m.group("wv")
+        value: Any = {"true": True, "false": False, "null": None}.get(raw.lower(), raw.strip("'"))
+        where = (m.group("wf"), value)
+    return fields, where, m.group("order"), int(m.group("limit") or 2000)
+
+
+def _matches(where: tuple[str, Any] | None, row: Mapping[str, Any]) -> bool:
+    return where is None or row.get(where[0], False if isinstance(where[1], bool) else None) == where[1]
+
+
+def _order(rows: list[dict], order: str | None) -> list[dict]:
+    if not order:
+        return rows
+    name, _, direction = order.partition(" ")
+    return sorted(rows, key=lambda r: str(r.get(name) or ""), reverse=direction.strip().upper() == "DESC")
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use
+    import sys
+
+    fake = FakeSalesforce(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0).start()
+    print(f"fake Salesforce at {fake.url} client_id={fake.client_id} client_secret={fake.client_secret} refresh_token={fake.refresh_token}")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fake.stop()
