@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 import phonenumbers
@@ -36,7 +35,7 @@ from integrations.errors import (
 )
 from integrations.http import HttpClient, Response, retry_after_seconds
 from integrations.schema import Field
-from integrations.support import CachedToken, Candidate, TTLMemo, pick_record
+from integrations.support import CachedToken, Candidate, TTLMemo, as_utc, pick_record
 from routing.deadline import Deadline
 from routing.model import Match, Owner, Query, Record
 from routing.phones import digits_only, mask, same_number, to_e164, variants
@@ -499,13 +498,7 @@ def _record_name(obj: str, props: Mapping[str, Any]) -> str | None:
 def _modified(obj: str, record: Mapping[str, Any]) -> str:
     """Last change as sortable UTC text (HubSpot mixes 'Z' with and without milliseconds)."""
     raw = _props(record).get(MODIFIED_PROPERTY[obj]) or record.get("updatedAt") or ""
-    try:
-        when = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
-        return str(raw)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return as_utc(str(raw))
 
 
 def _primary_team(teams: Any) -> str | None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable, Generic, Hashable, Iterable, Mapping, Sequence, TypeVar
 
 from cachetools import TTLCache
 
 from routing.deadline import Deadline
 
-__all__ = ["CachedToken", "TTLMemo", "Candidate", "pick_record"]
+__all__ = ["CachedToken", "TTLMemo", "Candidate", "pick_record", "as_utc"]
 
 T = TypeVar("T")
 
@@ -56,9 +57,12 @@ class CachedToken:
     def auth_headers(self, deadline: Deadline) -> Mapping[str, str]:
         return self._header(self.token(deadline))
 
-    def invalidate(self) -> None:
+    def invalidate(self, token: str | None = None) -> None:
+        """Forget the token; with `token`, only if it is still the one cached, so a burst of
+        concurrent 401s for one expired token makes one refresh, not one per request."""
         with self._lock:
-            self._token = None
+            if token is None or self._token == token:
+                self._token = None
 
     def __repr__(self) -> str:
         return f"<CachedToken {'set' if self._token else 'empty'}>"
@@ -107,8 +111,7 @@ def pick_record(candidates: Sequence[Candidate], priority: Iterable[str]) -> tup
     order = {name.lower(): i for i, name in enumerate(priority)}
 
     def rank(c: Candidate):
-        modified = (c.modified or "").replace("Z", "+00:00")
-        return (order.get(c.object_type.lower(), len(order)), _desc(modified), c.record_id)
+        return (order.get(c.object_type.lower(), len(order)), _desc(as_utc(c.modified)), c.record_id)
 
     ranked = sorted(candidates, key=rank)
     winner = ranked[0]
@@ -117,6 +120,25 @@ def pick_record(candidates: Sequence[Candidate], priority: Iterable[str]) -> tup
     others = ", ".join(f"{c.object_type}/{c.record_id}" for c in ranked[1:4])
     more = f" (+{len(ranked) - 4} more)" if len(ranked) > 4 else ""
     return winner, f"{len(ranked)} records share this number; chose {winner.object_type}/{winner.record_id} by object priority then latest change over {others}{more}"
+
+
+def as_utc(text: str | None) -> str:
+    """An ISO-8601 time as sortable UTC text; CRMs write local offsets (Zoho), 'Z' with or
+    without milliseconds (HubSpot) or '+0000' (Salesforce). Unparseable text is kept as is.
+
+    >>> as_utc("2024-05-01T10:00:00+05:30")
+    '2024-05-01T04:30:00.000000+00:00'
+    >>> as_utc("2024-05-01T04:30:00.000+0000") == as_utc("2024-05-01T04:30:00Z")
+    True
+    """
+    raw = (text or "").strip()
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return raw
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
 def _desc(text: str) -> tuple:

@@ -1,0 +1,473 @@
+"""A local fake of Zoho's accounts server and CRM API for end-to-end tests: real HTTP on 127.0.0.1.
+
+Serves, from an in-memory dataset, what the `zoho` connector uses, with the payload shapes of
+Zoho's docs (see /work/shared/docs/crm/hubspot-salesforce-zoho.md, section 3):
+
+- ``POST /oauth/v2/token``: refresh_token grant, parameters in the form body or the query
+  string (Zoho accepts both). Answers ``{access_token, api_domain, token_type, expires_in,
+  scope}``; errors are HTTP 200 with ``{"error": "invalid_client" | "invalid_code"}``; more than
+  10 tokens per refresh token in 10 minutes answers Zoho's throttle, ``{"error": "Access Denied",
+  ...}``, HTTP 200 as well.
+- ``GET /crm/{version}/{Module}/search`` with ``phone=`` (every phone-type field, digits
+  *contained*, like Zoho's index), ``email=``, ``word=`` or ``criteria=`` (``(Field:equals|
+  starts_with:value)`` joined by ``and``/``or``; ``equals`` behaves like *contains*, as Zoho
+  documents for search); ``page``, ``per_page``, ``converted`` (Leads: non-converted by default).
+  No match: 204 with an empty body.
+- ``GET /crm/{version}/{Module}/{id}``, ``GET /crm/{version}/users/{id}``,
+  ``GET /crm/{version}/users?type=CurrentUser|AllUsers``, ``GET /crm/{version}/settings/roles``.
+
+Access tokens are checked (``Authorization: Zoho-oauthtoken <token>``; issued tokens expire).
+Errors use Zoho's body ``{"code", "details", "message", "status": "error"}``: 401
+INVALID_TOKEN, 400 INVALID_MODULE, 404 INVALID_URL_PATTERN. Every request is recorded in
+`requests`; `inject` queues canned answers (429 TOO_MANY_REQUESTS, 500, HTML...). Used as::
+
+    with FakeZoho(**sample_data()) as zoho:
+        ... accounts_url=zoho.url, api_url=zoho.url ...
+        assert zoho.calls("GET", "/crm/v8/Contacts/search") == 1
+
+Run ``python tests/integrations/fake_zoho.py`` to serve the sample data by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import fnmatch
+import itertools
+import json
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterable, Mapping
+from urllib.parse import parse_qs, unquote, urlsplit
+
+__all__ = ["FakeZoho", "RecordedRequest", "sample_data", "CLIENT_ID", "CLIENT_SECRET", "REFRESH_TOKEN"]
+
+CLIENT_ID = "1000.FAKE0CLIENT0ID0ZOHO0DIALWHOM"
+CLIENT_SECRET = "fake-client-secret-0123456789abcdef"
+REFRESH_TOKEN = "1000.fakerefresh0123456789.abcdef0123456789"
+SCOPE = ("ZohoCRM.modules.contacts.READ ZohoCRM.modules.leads.READ ZohoCRM.modules.accounts.READ "
+         "ZohoSearch.securesearch.READ ZohoCRM.users.READ")
+MODULES = ("Contacts", "Leads", "Accounts", "Deals")
+PHONE_FIELDS = {
+    "Contacts": ("Phone", "Mobile", "Home_Phone", "Other_Phone", "Asst_Phone"),
+    "Leads": ("Phone", "Mobile"),
+    "Accounts": ("Phone",),
+    "Deals": (),
+}
+EMAIL_FIELDS = ("Email", "Secondary_Email")
+MINT_LIMIT, MINT_WINDOW_S = 10, 600.0
+_JSON = "application/json;charset=UTF-8"
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    form: dict[str, list[str]] = field(default_factory=dict)
+
+    def arg(self, name: str) -> str | None:
+        """One query (or, for the token endpoint, form) parameter."""
+        values = self.query.get(name) or self.form.get(name)
+        return values[0] if values else None
+
+
+def sample_data() -> dict[str, Any]:
+    """A small Indian org: three users in two roles, contacts, a lead and an account."""
+    raj = {"name": "Raj Iyer", "id": "5725767000000185005", "email": "raj@acme.example"}
+    meera = {"name": "Meera Rao", "id": "5725767000000185011", "email": "meera@acme.example"}
+    priya = {"name": "Priya Nair", "id": "5725767000000185017", "email": "priya@acme.example"}
+    return {
+        "roles": [
+            {"id": "5725767000000026005", "name": "CEO", "reporting_to": None},
+            {"id": "5725767000000231001", "name": "Sales Manager", "reporting_to": {"id": "5725767000000026005", "name": "CEO"}},
+            {"id": "5725767000000231007", "name": "Sales Rep - South", "reporting_to": {"id": "5725767000000231001", "name": "Sales Manager"}},
+        ],
+        "users": [
+            {**_user(raj, "+91 80 4000 0001", "+91 98450 00001", "Sales Rep - South", "5725767000000231007"),
+             "Reporting_To": {"name": meera["name"], "id": meera["id"]}},
+            _user(meera, "+91 80 4000 0002", "+91 98450 00002", "Sales Manager", "5725767000000231001"),
+            {**_user(priya, None, "098450 00003", "Sales Rep - South", "5725767000000231007"),
+             "Reporting_To": {"name": meera["name"], "id": meera["id"]}},
+        ],
+        "current_user": raj["id"],
+        "records": {
+            "Contacts": [
+                {"id": "5725767000000411001", "Full_Name": "Ana Ruiz", "First_Name": "Ana", "Last_Name": "Ruiz",
+                 "Email": "ana@customer.example", "Phone": "+91 98765 43210", "Mobile": None, "Home_Phone": None,
+                 "Owner": raj, "Account_Name": {"name": "Acme Traders", "id": "5725767000000402001"},
+                 "Modified_Time": "2025-06-01T13:00:00+05:30", "Created_Time": "2025-01-10T10:00:00+05:30"},
+                {"id": "5725767000000411007", "Full_Name": "Ravi Kumar", "First_Name": "Ravi", "Last_Name": "Kumar",
+                 "Email": "ravi@customer.example", "Phone": None, "Mobile": "099887 76655",
+                 "Owner": priya, "Account_Name": None,
+                 "Modified_Time": "2025-05-01T09:30:00+05:30", "Created_Time": "2025-02-01T10:00:00+05:30"},
+            ],
+            "Leads": [
+                {"id": "5725767000000512003", "Full_Name": "Sunita Das", "Last_Name": "Das", "Company": "Das Exports",
+                 "Phone": "080-2222-3333", "Mobile": "+91-91234-56789", "Owner": priya, "$converted": False,
+                 "Modified_Time": "2025-06-10T11:00:00+05:30", "Created_Time": "2025-06-01T10:00:00+05:30"},
+            ],
+            "Accounts": [
+                {"id": "5725767000000402001", "Account_Name": "Acme Traders", "Account_Number": "ACC-1001",
+                 "Phone": "+91 80 4000 1000", "Owner": meera,
+                 "Modified_Time": "2025-04-01T08:00:00+05:30", "Created_Time": "2024-12-01T10:00:00+05:30"},
+            ],
+        },
+    }
+
+
+def _user(ref: Mapping[str, str], phone: str | None, mobile: str | None, role: str, role_id: str) -> dict:
+    first, last = ref["name"].split(" ", 1)
+    return {
+        "id": ref["id"], "full_name": ref["name"], "first_name": first, "last_name": last, "email": ref["email"],
+        "phone": phone, "mobile": mobile, "role": {"name": role, "id": role_id},
+        "profile": {"name": "Standard", "id": "5725767000000026014"}, "status": "active",
+        "zuid": str(60000000 + int(ref["id"][-3:])), "confirm": True, "time_zone": "Asia/Kolkata",
+        "Modified_Time": "2025-01-01T10:00:00+05:30",
+    }
+
+
+class FakeZoho:
+    """The fake accounts server + CRM API; `start()`/`stop()` or use it as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        records: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
+        users: Iterable[Mapping[str, Any]] = (),
+        roles: Iterable[Mapping[str, Any]] = (),
+        current_user: str | None = None,
+        client_id: str = CLIENT_ID,
+        client_secret: str = CLIENT_SECRET,
+        refresh_token: str = REFRESH_TOKEN,
+        access_token_ttl: int = 3600,
+        api_domain: str | None = None,
+        credits_remaining: int | None = None,
+    ):
+        self.records: dict[str, list[dict]] = {m: [] for m in MODULES}
+        for module, items in (records or {}).items():
+            self.records.setdefault(module, [])
+            for rec in items:
+                self.records[module].append(copy.deepcopy(dict(rec)))
+        self.users = {str(u["id"]): copy.deepcopy(dict(u)) for u in users}
+        self.roles = [copy.deepcopy(dict(r)) for r in roles]
+        self.current_user = current_user
+        self.client = (client_id, client_secret, refresh_token)
+        self.access_token_ttl = access_token_ttl
+        self._api_domain = api_domain
+        self.credits_remaining = credits_remaining
+        self.tokens: dict[str, float] = {}  # token -> expiry (monotonic)
+        self.mints: deque[float] = deque()
+        self.requests: list[RecordedRequest] = []
+        self._faults: list[dict] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._seq = itertools.count(1)
+
+    # -- control ------------------------------------------------------------------------------
+
+    def inject(self, status: int, body: Any = None, *, path: str = "*", method: str = "*",
+               headers: Mapping[str, str] | None = None, times: int = 1, delay_s: float = 0.0) -> None:
+        """Answer the next `times` requests matching `method`/`path` (fnmatch) with this instead."""
+        with self._lock:
+            self._faults.append({"status": status, "body": body, "path": path, "method": method.upper(),
+                                 "headers": dict(headers or {}), "times": times, "delay": delay_s})
+
+    def expire_tokens(self) -> None:
+        """Every issued access token is now expired (the next API call answers 401 INVALID_TOKEN)."""
+        with self._lock:
+            self.tokens.clear()
+
+    def calls(self, method: str | None = None, path: str | None = None) -> int:
+        return len(self.requests_to(method, path))
+
+    def requests_to(self, method: str | None = None, path: str | None = None) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if (method is None or r.method == method)
+                    and (path is None or fnmatch.fnmatchcase(r.path, path))]
+
+    def reset_requests(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_domain(self) -> str:
+        return self._api_domain or self.url
+
+    def connector_options(self) -> dict[str, Any]:
+        """The `zoho` connector keys that point at this fake."""
+        cid, secret, refresh = self.client
+        return {"client_id": cid, "client_secret": secret, "refresh_token": refresh,
+                "accounts_url": self.url, "api_url": self.url}
+
+    def start(self, port: int = 0) -> "FakeZoho":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                fake._handle(self)
+
+            def do_POST(self) -> None:  # noqa: N802
+                fake._handle(self)
+
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-zoho", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "FakeZoho":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(h.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True) \
+            if "application/x-www-form-urlencoded" in (h.headers.get("Content-Type") or "") else {}
+        r = RecordedRequest(h.command, unquote(parts.path), parse_qs(parts.query, keep_blank_values=True),
+                            {k: v for k, v in h.headers.items()}, body, form)
+        with self._lock:
+            self.requests.append(r)
+            fault = next((f for f in self._faults if f["times"] > 0 and f["method"] in ("*", r.method)
+                          and fnmatch.fnmatchcase(r.path, f["path"])), None)
+            if fault is not None:
+                fault["times"] -= 1
+        if fault is not None:
+            if fault["delay"]:
+                time.sleep(fault["delay"])
+            self._send(h, fault["status"], fault["body"], fault["headers"])
+            return
+        try:
+            status, payload, headers = self._route(r)
+        except Exception as exc:  # a bug in the fake must show up as a 500, not a hang
+            status, payload, headers = 500, _error("INTERNAL_ERROR", f"fake_zoho: {type(exc).__name__}: {exc}"), {}
+        self._send(h, status, payload, headers)
+
+    def _send(self, h: BaseHTTPRequestHandler, status: int, body: Any, headers: Mapping[str, str]) -> None:
+        if body is None:
+            data, ctype = b"", None
+        elif isinstance(body, (bytes, str)):
+            data = body.encode() if isinstance(body, str) else body
+            ctype = "text/html;charset=UTF-8" if data.lstrip()[:1] == b"<" else _JSON
+        else:
+            data, ctype = json.dumps(body).encode(), _JSON
+        h.send_response(status)
+        if ctype and status != 204:
+            h.send_header("Content-Type", ctype)
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(0 if status == 204 else len(data)))
+        h.end_headers()
+        if status != 204 and data:
+            h.wfile.write(data)
+
+    def _route(self, r: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        if r.path == "/oauth/v2/token":
+            return (200, *self._token(r)) if r.method == "POST" else (405, {"error": "invalid_request"}, {})
+        m = re.match(r"^/crm/(v[0-9]+(?:\.[0-9])?)/(.+)$", r.path)
+        if not m or r.method != "GET":
+            return 404, _error("INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one"), {}
+        denied = self._authenticate(r)
+        if denied is not None:
+            return denied
+        rate = self._rate_headers()
+        rest = m.group(2).strip("/").split("/")
+        if rest == ["users"]:
+            return self._users(r, rate)
+        if len(rest) == 2 and rest[0] == "users":
+            user = self.users.get(rest[1])
+            return (200, {"users": [copy.deepcopy(user)]}, rate) if user else (204, None, rate)
+        if rest == ["settings", "roles"]:
+            return 200, {"roles": copy.deepcopy(self.roles)}, rate
+        module = rest[0]
+        if module not in self.records:
+            return 400, _error("INVALID_MODULE", "the module name given seems to be invalid", resource_path_index=0), rate
+        if rest[1:] == ["search"]:
+            return self._search(module, r, rate)
+        if len(rest) == 2 and rest[1].isdigit():
+            rec = next((x for x in self.records[module] if x.get("id") == rest[1]), None)
+            if rec is None:
+                return 204, None, rate
+            fields = (r.arg("fields") or "").split(",") if r.arg("fields") else None
+            return 200, {"data": [_shape(rec, fields)]}, rate
+        return 404, _error("INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one"), rate
+
+    def _token(self, r: RecordedRequest) -> tuple[Any, dict[str, str]]:
+        cid, secret, refresh = self.client
+        if r.arg("grant_type") != "refresh_token":
+            return {"error": "unsupported_grant_type"}, {}
+        if r.arg("client_id") != cid or r.arg("client_secret") != secret:
+            return {"error": "invalid_client"}, {}
+        if r.arg("refresh_token") != refresh:
+            return {"error": "invalid_code"}, {}
+        now = time.monotonic()
+        with self._lock:
+            while self.mints and now - self.mints[0] >= MINT_WINDOW_S:
+                self.mints.popleft()
+            if len(self.mints) >= MINT_LIMIT:
+                return {"error_description": "You have made too many requests continuously. Please try again after some time.",
+                        "error": "Access Denied", "status": "failure"}, {}
+            self.mints.append(now)
+            token = f"1000.{secrets.token_hex(16)}.{next(self._seq):04d}{secrets.token_hex(14)}"
+            self.tokens[token] = now + self.access_token_ttl
+        return {"access_token": token, "scope": SCOPE, "api_domain": self.api_domain,
+                "token_type": "Bearer", "expires_in": self.access_token_ttl}, {}
+
+    def _authenticate(self, r: RecordedRequest) -> tuple[int, Any, dict[str, str]] | None:
+        header = r.headers.get("Authorization") or r.headers.get("authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme != "Zoho-oauthtoken" or not token:
+            return 401, _error("AUTHENTICATION_FAILURE", "Authentication failed"), {}
+        with self._lock:
+            expiry = self.tokens.get(token)
+        if expiry is None or expiry <= time.monotonic():
+            return 401, _error("INVALID_TOKEN", "invalid oauth token"), {}
+        return None
+
+    def _rate_headers(self) -> dict[str, str]:
+        # Zoho sends the credits header only once half of the day's credits are spent.
+        if self.credits_remaining is None:
+            return {}
+        with self._lock:
+            self.credits_remaining = max(0, self.credits_remaining - 1)
+            return {"X-API-CREDITS-REMAINING": str(self.credits_remaining)}
+
+    def _users(self, r: RecordedRequest, rate: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        kind = r.arg("type") or "AllUsers"
+        if kind == "CurrentUser":
+            found = [self.users[self.current_user]] if self.current_user in self.users else []
+        else:
+            found = [u for u in self.users.values() if kind != "ActiveUsers" or u.get("status") == "active"]
+        if not found:
+            return 204, None, rate
+        return 200, {"users": copy.deepcopy(found),
+                     "info": {"per_page": 200, "count": len(found), "page": 1, "more_records": False}}, rate
+
+    def _search(self, module: str, r: RecordedRequest, rate: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        criteria, email, phone, word = (r.arg(k) for k in ("criteria", "email", "phone", "word"))
+        # Zoho's precedence when several are given: criteria, email, phone, word.
+        if criteria:
+            match = _criteria(criteria)
+            if match is None:
+                return 400, _error("INVALID_QUERY", "invalid query formed", api_name="criteria"), rate
+        elif email:
+            match = lambda rec: any(str(rec.get(f) or "").lower() == email.lower() for f in EMAIL_FIELDS)  # noqa: E731
+        elif phone:
+            digits = "".join(ch for ch in phone if ch.isdigit())
+            if len(digits) < 2 or not re.fullmatch(r"[0-9+\-() ]+", phone):
+                return 400, _error("INVALID_DATA", "The search value contains special characters or does not contain at least two characters"), rate
+            fields = PHONE_FIELDS.get(module, ("Phone",))
+            match = lambda rec: any(digits in "".join(ch for ch in str(rec.get(f) or "") if ch.isdigit())  # noqa: E731
+                                    for f in fields if rec.get(f))
+        elif word:
+            match = lambda rec: any(word.lower() in str(v).lower() for v in rec.values() if isinstance(v, str))  # noqa: E731
+        else:
+            return 400, _error("EXPECTED_PARAM_MISSING", "mandatory param missing", param="criteria/email/phone/word"), rate
+        converted = (r.arg("converted") or "false").lower()
+        found = []
+        for rec in self.records[module]:
+            if module == "Leads" and converted != "both" and bool(rec.get("$converted")) != (converted == "true"):
+                continue
+            if match(rec):
+                found.append(rec)
+        if not found:
+            return 204, None, rate
+        found.sort(key=lambda x: x.get("id") or "", reverse=True)  # Zoho: sort_by id, desc
+        page = max(1, int(r.arg("page") or 1))
+        per_page = min(200, max(1, int(r.arg("per_page") or 200)))
+        chunk = found[(page - 1) * per_page: page * per_page]
+        fields = (r.arg("fields") or "").split(",") if r.arg("fields") else None
+        return 200, {"data": [_shape(x, fields) for x in chunk],
+                     "info": {"per_page": per_page, "count": len(chunk), "page": page,
+                              "more_records": page * per_page < len(found)}}, rate
+
+
+def _shape(rec: Mapping[str, Any], fields: list[str] | None) -> dict:
+    if not fields:
+        return copy.deepcopy(dict(rec))
+    return {k: copy.deepcopy(rec.get(k)) for k in ["id", *fields]}
+
+
+def _criteria(text: str):
+    """A predicate for ``(F:op:v)`` conditions joined by and/or (left to right), or None if malformed."""
+    tokens = re.findall(r"\((?:[^()\\]|\\.)+\)|and|or|\(|\)", text.replace(" ", ""))
+    conds, joins = [], []
+    for tok in tokens:
+        if tok in ("and", "or"):
+            joins.append(tok)
+        elif tok not in ("(", ")"):
+            m = re.fullmatch(r"\(([A-Za-z][A-Za-z0-9_]*):(equals|starts_with|not_equal):((?:[^()\\]|\\.)+)\)", tok)
+            if not m:
+                return None
+            conds.append((m.group(1), m.group(2), re.sub(r"\\(.)", r"\1", m.group(3))))
+    if not conds or len(joins) != len(conds) - 1 or len(conds) > 10:
+        return None
+
+    def test(rec: Mapping[str, Any], cond: tuple[str, str, str]) -> bool:
+        name, op, value = cond
+        raw = rec.get(name)
+        stored = str(raw.get("name") if isinstance(raw, dict) else raw or "").lower()
+        if op == "equals":
+            return value.lower() in stored  # Zoho documents "equals" in search as "contains"
+        if op == "starts_with":
+            return stored.startswith(value.lower())
+        return value.lower() != stored
+
+    def match(rec: Mapping[str, Any]) -> bool:
+        result = test(rec, conds[0])
+        for join, cond in zip(joins, conds[1:]):
+            result = (result and test(rec, cond)) if join == "and" else (result or test(rec, cond))
+        return result
+
+    return match
+
+
+def _error(code: str, message: str, **details: Any) -> dict:
+    return {"code": code, "details": details, "message": message, "status": "error"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve a fake Zoho CRM (accounts + API) with sample data.")
+    parser.add_argument("--port", type=int, default=8091)
+    args = parser.parse_args(argv)
+    fake = FakeZoho(**sample_data()).start(args.port)
+    print(f"fake Zoho at {fake.url}: accounts_url and api_url; client_id={CLIENT_ID}")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
