@@ -159,11 +159,13 @@ def healthz() -> Response:
 def readyz() -> Response:
     """Ready once config is loaded and connectors are built; detail shows breakers and caches."""
     rt = _runtime()
+    health = rt.service.health()
+    breakers = health.pop("connectors")
     detail = {
         "status": "ready",
         "config": rt.settings.source,
-        "connectors": [{"id": c.id, "type": c.type_name} for c in rt.connectors],
-        **rt.service.health(),
+        "connectors": [{"id": c.id, "type": c.type_name, "breaker": breakers.get(c.id)} for c in rt.connectors],
+        **health,
     }
     return Response(json.dumps(detail, indent=1), mimetype="application/json")
 

@@ -189,7 +189,7 @@ def cmd_check(args) -> int:
     from routing.model import Query
 
     _quiet_logs()
-    out = _Out()
+    out = _Out(sys.stderr if args.json else None)  # --json: stdout is the JSON document only
     rt = build_runtime(args.config)
     s = rt.settings
     problems = 0
@@ -282,9 +282,9 @@ def _quiet_logs() -> None:
 class _Out:
     """Check marks, coloured only on a terminal (and never with NO_COLOR)."""
 
-    def __init__(self, stream=sys.stdout):
-        self.stream = stream
-        self.colour = stream.isatty() and "NO_COLOR" not in os.environ
+    def __init__(self, stream=None):
+        self.stream = sys.stdout if stream is None else stream
+        self.colour = self.stream.isatty() and "NO_COLOR" not in os.environ
 
     def _p(self, mark: str, colour: str, text: str) -> None:
         if self.colour:

@@ -96,6 +96,11 @@ class SingleFlight(Generic[T]):
         fut.add_done_callback(lambda f, k=key: self._done(k, f))
         return fut, True
 
+    def running(self, key: Hashable) -> "Future[T] | None":
+        """The call in flight for `key`, if any."""
+        with self._lock:
+            return self._inflight.get(key)
+
     def _done(self, key: Hashable, fut: Future) -> None:
         with self._lock:
             if self._inflight.get(key) is fut:

@@ -52,7 +52,8 @@ def to_e164(value: str | None, region: str = "IN") -> str | None:
         number = phonenumbers.parse(text, region)
     except NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(number):
+    # IS_POSSIBLE_LOCAL_ONLY (6-8 digits without an area code) is no number anyone can dial
+    if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
         return None
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
@@ -110,5 +111,16 @@ def mask(value: str | None) -> str:
     digits = digits_only(value)
     if len(digits) <= 5:
         return "*" * len(digits)
-    head = "+" + digits[:2] if value.startswith("+") else digits[:2]
-    return head + "*" * (len(digits) - 5) + digits[-3:]
+    head = ""
+    if value.strip().startswith("+"):
+        cc = _country_code(digits)
+        head, digits = "+" + cc, digits[len(cc):]
+    return head + "*" * (len(digits) - 3) + digits[-3:]
+
+
+def _country_code(digits: str) -> str:
+    """The 1-3 leading digits that are a country calling code, or '' if none are."""
+    for n in (1, 2, 3):
+        if phonenumbers.region_code_for_country_code(int(digits[:n])) != "ZZ":
+            return digits[:n]
+    return ""

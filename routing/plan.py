@@ -88,6 +88,10 @@ def build_plan(settings: Settings, match: Match | None, line: str | None = None,
             steps += [Step(n, f"line-team:{line_team}") for n in settings.teams.get(line_team, ())]
 
     steps += [Step(n, "fallback") for n in settings.fallback]
+    if not steps:
+        # Rule 3: while config holds any number, ring someone rather than no one.
+        steps += [Step(n, f"last-resort:{t}") for t, nums in settings.teams.items() for n in nums]
+        steps += [Step(n, "last-resort") for r in settings.reps for n in r.phones]
     return Plan(tuple(_unique(steps)[: settings.max_numbers]), owner_known, team, tuple(notes))
 
 

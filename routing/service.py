@@ -10,7 +10,9 @@ every repeat request for that call. Every answer carries a `Trace`.
 from __future__ import annotations
 
 import logging
+import os
 import time
+import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -113,12 +115,22 @@ class RoutingService:
         if req.dial_call_status != "completed" or not req.caller or not req.dial_whom_number:
             return False
         agent = parse_config_number(req.dial_whom_number, self.settings.default_region)
-        if agent is None:
+        if agent is None or not self._we_offered(req.call_sid, agent):
             return False
         self.last_agents.record(req.caller, agent)
         if self.shared is not None:
             self.shared.record_agent(req.caller, agent)
         return True
+
+    def _we_offered(self, call_sid: str | None, agent: str) -> bool:
+        """Only numbers we gave for this call (or that config knows) become a last agent, so
+        a forged Passthru request cannot choose whom a caller reaches next."""
+        plan = self.calls.get(call_sid) if call_sid else None
+        if plan is not None:
+            return agent in plan.numbers
+        known = {n for r in self.settings.reps for n in r.phones}
+        known.update(n for nums in self.settings.teams.values() for n in nums)
+        return agent in known
 
     def fallback(self, req: ExotelRequest, deadline: Deadline) -> Decision:
         """The answer from config alone (Exotel's Fallback URL): never calls a connector."""
@@ -164,6 +176,10 @@ class RoutingService:
             hit = self.cache.fresh(key)
             if hit is not None:
                 pending.append((c, key, hit))
+                continue
+            running = self.flight.running(key)
+            if running is not None:  # join a call already made (e.g. the breaker's probe)
+                pending.append((c, key, running))
                 continue
             if not self.breakers[c.id].allow():
                 pending.append((c, key, None))
@@ -221,7 +237,8 @@ class RoutingService:
         except Exception as exc:
             outcome = "bug"
             breaker.failure()
-            log.exception("connector=%s raised %s (a connector must raise only connector errors)", connector.id, type(exc).__name__)
+            # not log.exception: the message may hold the caller's number (KeyError('+9198…'))
+            log.error("connector=%s raised %s at %s (a connector must raise only connector errors)", connector.id, type(exc).__name__, _where(exc))
             raise ConnectorError(f"{connector.id}: internal error {type(exc).__name__}", connector=connector.id) from None
         finally:
             elapsed = time.monotonic() - t0
@@ -241,6 +258,15 @@ class RoutingService:
             "shared_state": None if self.shared is None else {"redis": "up" if self.shared.ping() else "DOWN", "errors": self.shared.errors},
             "lookups_in_flight": len(self.flight),
         }
+
+
+def _where(exc: BaseException) -> str:
+    """file:line in function of the deepest frame: enough to find a bug, no values."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    f = frames[-1]
+    return f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}"
 
 
 def _worst(trace: Trace) -> str:

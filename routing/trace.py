@@ -6,10 +6,22 @@ Logged once per answer and sent back in the ``X-Dialwhom-Trace`` header, so an a
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 
 from routing.phones import mask
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+#: a run of 7+ digits, possibly written with separators or URL-encoded ('%2B9198…')
+_NUMBERISH = re.compile(r"(?:\+|%2[bB])?\d(?:[\d\-. ()]|%20){5,}\d")
+
+
+def scrub(text: str) -> str:
+    """Free text (connector errors, notes) fit for a log line or a header: one line, numbers masked."""
+    text = _CONTROL.sub(" ", text)
+    return _NUMBERISH.sub(lambda m: mask(re.sub("%2[bB]", "+", m.group()).replace("%20", " ")), text)
+
 
 #: answer paths, from best to worst
 PATHS = ("repeat", "cache", "fresh", "stale", "breaker-open", "timeout", "error", "not-found", "no-key", "fallback")
@@ -24,7 +36,7 @@ class Step:
     detail: str = ""
 
     def short(self) -> str:
-        extra = f" ({self.detail})" if self.detail else ""
+        extra = f" ({scrub(self.detail)})" if self.detail else ""
         return f"{self.connector}[{self.key}]={self.outcome} {self.ms:.0f}ms{extra}"
 
 
@@ -59,7 +71,7 @@ class Trace:
     def log_line(self, caller: str | None) -> str:
         """The one log line per answer."""
         steps = " | ".join(s.short() for s in self.steps) or "-"
-        notes = (" notes=" + " / ".join(self.notes)) if self.notes else ""
+        notes = (" notes=" + scrub(" / ".join(self.notes))) if self.notes else ""
         return (
             f"decision call={self.call_sid or '-'} caller={mask(caller)} path={self.path} key={self.key or '-'} "
             f"via={self.connector or '-'} plan=[{self.plan}] steps=[{steps}] elapsed_ms={self.elapsed_ms:.1f}{notes}"
@@ -69,9 +81,9 @@ class Trace:
         """The trace in words, for `dialwhom lookup --explain`."""
         lines = [f"answer path: {self.path}" + (f" (customer identified by {self.key} via {self.connector})" if self.connector else "")]
         for s in self.steps:
-            lines.append(f"  {s.connector}: looked up by {s.key} -> {s.outcome} in {s.ms:.0f} ms" + (f"; {s.detail}" if s.detail else ""))
+            lines.append(f"  {s.connector}: looked up by {s.key} -> {s.outcome} in {s.ms:.0f} ms" + (f"; {scrub(s.detail)}" if s.detail else ""))
         for n in self.notes:
-            lines.append(f"  note: {n}")
+            lines.append(f"  note: {scrub(n)}")
         lines.append(f"plan: {self.plan}")
         lines.append(f"decided in {self.elapsed_ms:.1f} ms")
         return lines
