@@ -92,7 +92,8 @@ class DirectoryConnector(Connector):
             missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise ValueError(f"{self.path.name}: missing column(s) {', '.join(missing)}; the header must be {','.join(REQUIRED_COLUMNS)}")
-            for line_no, row in enumerate(reader, start=2):
+            for row in reader:
+                line_no = reader.line_num  # the file's line: DictReader skips blank lines
                 account_id = (row.get("account_id") or "").strip()
                 owner = (row.get("owner") or "").strip()
                 if not account_id and not row.get("phones"):

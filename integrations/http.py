@@ -15,6 +15,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from integrations.errors import (
     RateLimited,
 )
 from routing.deadline import Deadline
+from routing.phones import mask
 
 __all__ = ["HttpClient", "Response", "TokenProvider", "MAX_RETRIES", "USER_AGENT"]
 
@@ -303,11 +305,17 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+#: a phone number in a URL path: six or more digits, maybe after an encoded or literal '+'
+_PATH_NUMBER = re.compile(r"(?:%2[Bb]|\+)?\d{6,}")
+
+
 def _safe_url(url: str | None) -> str:
-    """A URL without its query string (which may hold a phone number or a key)."""
+    """A URL fit for messages: no query string (it may hold a phone number or a key), and any
+    long run of digits in the path (a ``{phone}`` placeholder) masked."""
     if not url:
         return "?"
-    return url.split("?", 1)[0]
+    path = url.split("?", 1)[0]
+    return _PATH_NUMBER.sub(lambda m: mask(re.sub(r"^%2[Bb]", "+", m.group())), path)
 
 
 def _reason(exc: BaseException) -> str:
