@@ -175,6 +175,10 @@ def metrics() -> Response:
     rt = _runtime()
     for cid, breaker in rt.service.breakers.items():
         rt.service.metrics.breaker_open.labels(cid).set(0 if breaker.state == "closed" else 1)
+    for c in rt.connectors:
+        remaining = getattr(c, "rate_limit_remaining", None)
+        if remaining is not None:
+            rt.service.metrics.rate_limit_remaining.labels(c.id).set(remaining)
     return Response(rt.service.metrics.render(), mimetype="text/plain; version=0.0.4")
 
 

@@ -93,6 +93,11 @@ class Connector:
         """
         return "no connectivity check for this connector type"
 
+    @property
+    def rate_limit_remaining(self) -> float | None:
+        """Requests left as the store last reported (for metrics); None if unknown."""
+        return None if self._http is None else self._http.limit_remaining
+
     def close(self) -> None:
         if self._http is not None:
             self._http.close()

@@ -66,9 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="LINE", help="the ExoPhone called (picks the line's team for unknown callers)")
     p.add_argument("--explain", action="store_true", help="print the decision trace in words")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the answer Exotel would get")
 
     p = with_config(sub.add_parser("check", help="validate config and reach each connector"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
 
     p = sub.add_parser("connectors", help="list installed connector types")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -171,6 +173,9 @@ def cmd_lookup(args) -> int:
             "elapsed_ms": round(decision.trace.elapsed_ms, 1),
         }, indent=1))
         return 0
+    if args.quiet:
+        print(decision.plan.body())
+        return 0
     for i, step in enumerate(decision.plan.steps, 1):
         print(f"{i}. {step.number}  ({step.why})")
     if not decision.plan.steps:
@@ -189,7 +194,7 @@ def cmd_check(args) -> int:
     from routing.model import Query
 
     _quiet_logs()
-    out = _Out(sys.stderr if args.json else None)  # --json: stdout is the JSON document only
+    out = _Out(sys.stderr if args.json else None, quiet=args.quiet)  # --json: stdout is the JSON document only
     rt = build_runtime(args.config)
     s = rt.settings
     problems = 0
@@ -282,8 +287,9 @@ def _quiet_logs() -> None:
 class _Out:
     """Check marks, coloured only on a terminal (and never with NO_COLOR)."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, *, quiet: bool = False):
         self.stream = sys.stdout if stream is None else stream
+        self.quiet = quiet
         self.colour = self.stream.isatty() and "NO_COLOR" not in os.environ
 
     def _p(self, mark: str, colour: str, text: str) -> None:
@@ -292,13 +298,16 @@ class _Out:
         print(f"{mark} {text}", file=self.stream)
 
     def ok(self, text: str) -> None:
-        self._p("ok  ", "32", text)
+        if not self.quiet:
+            self._p("ok  ", "32", text)
 
     def warn(self, text: str) -> None:
-        self._p("warn", "33", text)
+        if not self.quiet:
+            self._p("warn", "33", text)
 
     def bad(self, text: str) -> None:
         self._p("FAIL", "31", text)
 
     def line(self, text: str) -> None:
-        print(text, file=self.stream)
+        if not self.quiet:
+            print(text, file=self.stream)

@@ -119,6 +119,8 @@ class HttpClient:
         self.session.headers.update(headers or {})
         self._lock = threading.Lock()
         self.calls = 0  # counted for tests and `dialwhom check`
+        #: the last "requests left" figure the remote reported (for /metrics), if it reports one
+        self.limit_remaining: float | None = None
 
     def close(self) -> None:
         self.session.close()
@@ -242,6 +244,9 @@ class HttpClient:
             body = self._read_body(raw, call)
         finally:
             raw.close()
+        remaining = limit_remaining(raw.headers)
+        if remaining is not None:
+            self.limit_remaining = remaining
         return Response(
             status=raw.status_code, headers=raw.headers, body=body, url=raw.url or url,
             elapsed_ms=(time.monotonic() - started) * 1000.0,
@@ -286,6 +291,30 @@ def _set_read_timeout(stream, seconds: float) -> None:
             sock.settimeout(max(0.001, seconds))
         except OSError:
             pass
+
+
+#: headers that say how many requests are left, most specific first
+_REMAINING_HEADERS = ("X-HubSpot-RateLimit-Remaining", "X-RateLimit-Remaining", "X-API-CREDITS-REMAINING", "RateLimit-Remaining")
+_SFORCE_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+def limit_remaining(headers: Mapping[str, str]) -> float | None:
+    """Requests left in the current window as the vendor reports it, or None.
+
+    >>> limit_remaining({"Sforce-Limit-Info": "api-usage=25/15000"})
+    14975.0
+    """
+    for name in _REMAINING_HEADERS:
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    usage = _SFORCE_USAGE.search(headers.get("Sforce-Limit-Info") or "")
+    if usage:
+        return float(int(usage.group(2)) - int(usage.group(1)))
+    return None
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

@@ -88,9 +88,18 @@ def registry_from_classes(classes: Iterable[type[Connector]]) -> dict[str, list[
 def build_connectors(settings: Settings, registry: Mapping[str, list[ConnectorType]] | None = None) -> list[Connector]:
     """One connector instance per enabled config entry, in config (priority) order."""
     registry = discover() if registry is None else registry
+    used = {c.type for c in settings.connectors if c.enabled}
     for name, candidates in registry.items():
-        if len(candidates) > 1 and name not in {c.type for c in settings.connectors}:
+        if name in used:
+            continue
+        if len(candidates) > 1:
             log.warning("connector type %r is registered %d times; unused, so ignored", name, len(candidates))
+            continue
+        try:  # a broken plugin that config does not use must not stop startup: say so, skip it
+            candidates[0].load()
+        except Exception as exc:
+            log.warning("connector type %r (%s from %s) fails to load and is skipped: %s: %s",
+                        name, candidates[0].value, candidates[0].package or "?", type(exc).__name__, exc)
     built: list[Connector] = []
     for i, cs in enumerate(settings.connectors):
         if not cs.enabled:
