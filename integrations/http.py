@@ -16,6 +16,7 @@ import email.utils
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from typing import Any, Callable, Mapping, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from integrations.errors import (
@@ -111,8 +114,8 @@ class HttpClient:
         self.max_body = max_body
         self.token_provider = token_provider
         self.classify = classify
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        self.session = _NoRedirectSession()
+        adapter = _DeadlineAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
@@ -165,7 +168,10 @@ class HttpClient:
         resp = self.request("GET", url, deadline=deadline, params=params, **kw)
         if resp.status in (404, 204):
             return None
-        return resp.json()
+        try:
+            return resp.json()
+        except BadResponse as exc:
+            raise BadResponse(f"{self.connector_id}: {exc}", connector=self.connector_id, status=exc.status) from None
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -229,6 +235,7 @@ class HttpClient:
         started = time.monotonic()
         with self._lock:
             self.calls += 1
+        _current.call = call  # read by _DeadlineConnectionMixin.getresponse, in this thread
         try:
             raw = self.session.request(
                 method, url, params=params, json=json_body, data=data, headers=headers,
@@ -239,7 +246,11 @@ class HttpClient:
         except requests.exceptions.InvalidURL as exc:
             raise BadResponse(f"{self.connector_id}: invalid URL {_safe_url(url)}: {exc}", connector=self.connector_id) from None
         except (requests.exceptions.RequestException, OSError) as exc:
+            if call.expired:  # the watchdog cut a status line/headers that never finished
+                raise ConnectorTimeout(f"{self.connector_id}: no complete headers from {_safe_url(url)} within {budget * 1000:.0f} ms", connector=self.connector_id) from None
             raise ConnectorUnavailable(f"{self.connector_id}: cannot reach {_safe_url(url)}: {_reason(exc)}", connector=self.connector_id) from None
+        finally:
+            _current.call = None
         try:
             body = self._read_body(raw, call)
         finally:
@@ -280,6 +291,71 @@ class HttpClient:
                 raise ConnectorTimeout(f"{self.connector_id}: body from {_safe_url(raw.url)} not complete in time", connector=self.connector_id) from None
             raise ConnectorUnavailable(f"{self.connector_id}: connection broke while reading: {_reason(exc)}", connector=self.connector_id) from None
         return b"".join(chunks)
+
+
+_current = threading.local()
+
+
+class _NoRedirectSession(requests.Session):
+    """Never follows a redirect: requests would read each 3xx body itself (even with
+    allow_redirects=False, to prepare `Response.next`), outside our deadline and body cap.
+    A 3xx is returned as it is, read by `_read_body`, and reported as BadResponse."""
+
+    def get_redirect_target(self, resp):
+        return None
+
+
+class _DeadlineConnectionMixin:
+    """Waits for the status line and headers no longer than the call's deadline.
+
+    Socket timeouts apply per recv, so a server sending its headers a byte at a time would hold
+    the call (and its lookup thread and single-flight slot) for hours; a timer shuts the
+    socket down at the deadline instead. The body has its own total limit (`_read_body`).
+    """
+
+    def getresponse(self, *args, **kw):
+        call = getattr(_current, "call", None)
+        sock = getattr(self, "sock", None)
+        if call is None or sock is None:
+            return super().getresponse(*args, **kw)
+        timer = threading.Timer(call.remaining(), _shutdown, (sock,))
+        timer.daemon = True
+        timer.start()
+        try:
+            return super().getresponse(*args, **kw)
+        finally:
+            timer.cancel()
+
+
+def _shutdown(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _DeadlineHTTPConnection(_DeadlineConnectionMixin, HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_DeadlineConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _DeadlineHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """An HTTPAdapter whose connections honour `_current.call` while reading headers."""
+
+    def init_poolmanager(self, *args, **kw) -> None:
+        super().init_poolmanager(*args, **kw)
+        self.poolmanager.pool_classes_by_scheme = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
 
 
 def _set_read_timeout(stream, seconds: float) -> None:

@@ -71,6 +71,15 @@ class CircuitBreaker:
                 self._opened_at = self._clock()
                 self._probing = False
 
+    def hold(self, seconds: float) -> None:
+        """Open now for `seconds` (a Retry-After): asking again sooner only spends the quota."""
+        with self._lock:
+            if self._opened_at is None:
+                self.opened_count += 1
+            log.warning("breaker=%s open for %.0fs: the remote asked us to retry after that", self.name, seconds)
+            self._opened_at = self._clock() - self.cooldown_s + seconds
+            self._probing = False
+
     def release_probe(self) -> None:
         """A probe ended without a verdict (e.g. abandoned): let another one through later."""
         with self._lock:

@@ -57,6 +57,8 @@ class LookupCache:
                 if self._enabled[1]:
                     self._negative[key] = entry
                 self._positive.pop(key, None)
+                # the CRM no longer knows this customer: an outage must not revive the old owner
+                self._stale.pop(key, None)
             else:
                 if self._enabled[0]:
                     self._positive[key] = entry

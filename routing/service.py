@@ -32,6 +32,9 @@ from routing.trace import Trace
 
 log = logging.getLogger("dialwhom.decision")
 
+#: the longest a Retry-After may keep a connector's breaker open
+MAX_HOLD_S = 300.0
+
 
 class LookupSource(Protocol):
     """What the service needs of a connector (see `integrations.base.Connector`)."""
@@ -233,6 +236,9 @@ class RoutingService:
         except ConnectorError as exc:
             outcome = exc.kind
             breaker.failure()
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after and retry_after > 0:
+                breaker.hold(min(retry_after, MAX_HOLD_S))
             raise
         except Exception as exc:
             outcome = "bug"

@@ -20,7 +20,16 @@ _NUMBERISH = re.compile(r"(?:\+|%2[bB])?\d(?:[\d\-. ()]|%20){5,}\d")
 def scrub(text: str) -> str:
     """Free text (connector errors, notes) fit for a log line or a header: one line, numbers masked."""
     text = _CONTROL.sub(" ", text)
-    return _NUMBERISH.sub(lambda m: mask(re.sub("%2[bB]", "+", m.group()).replace("%20", " ")), text)
+    return _NUMBERISH.sub(_mask_numberish, text)
+
+
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+
+
+def _mask_numberish(m: re.Match) -> str:
+    if _IPV4.fullmatch(m.group()):  # a CRM host like 10.0.12.34 is no phone, and the admin needs it
+        return m.group()
+    return mask(re.sub("%2[bB]", "+", m.group()).replace("%20", " "))
 
 
 #: answer paths, from best to worst

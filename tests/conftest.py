@@ -1,0 +1,45 @@
+"""Shared pytest fixtures. Add yours in their own clearly marked section."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# tests/ holds helper modules (faultserver.py) but no __init__.py; pytest runs with
+# --import-mode=importlib, which does not put this folder on sys.path, so do it here.
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+from faultserver import FaultServer  # noqa: E402
+
+
+# --- fault server (issue #3: never keep the caller waiting) -----------------------------------
+
+
+@pytest.fixture
+def fault_server():
+    """A fresh misbehaving CRM-shaped server per test (`tests/faultserver.py`); stopped afterwards.
+
+    ``fault_server.template`` is the ``http`` connector's ``url``; ``fault_server.mode = "hang"``
+    switches behaviour; ``fault_server.count(phone)`` tells how many requests reached it.
+    """
+    with FaultServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def fault_server_factory():
+    """Start more fault servers (e.g. one per connector): ``make(owners=None, mode="ok")``."""
+    started: list[FaultServer] = []
+
+    def make(owners=None, **kw) -> FaultServer:
+        srv = FaultServer(owners, **kw).start()
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()

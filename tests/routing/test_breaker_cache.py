@@ -1,0 +1,65 @@
+"""Breaker hold on Retry-After, and the stale cache forgetting customers the CRM dropped."""
+
+from __future__ import annotations
+
+from routing.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from routing.cache import LookupCache
+from routing.config import CacheSettings, from_mapping
+from routing.deadline import Deadline
+from routing.model import Match, Owner
+from routing.request import parse_request
+from routing.service import RoutingService
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_hold_opens_the_breaker_for_the_given_seconds_then_probes():
+    clock = Clock()
+    b = CircuitBreaker("crm", failures=5, cooldown_s=30, clock=clock)
+    b.hold(120)
+    assert b.state == OPEN and not b.allow()
+    clock.t += 119
+    assert b.state == OPEN
+    clock.t += 2
+    assert b.state == HALF_OPEN and b.allow()
+    b.success()
+    assert b.state == CLOSED
+
+
+def test_not_found_drops_the_stale_owner():
+    cache = LookupCache(CacheSettings(positive_ttl_s=0.001))
+    cache.put("crm|phone:+919876543210", Match(Owner(email="asha@example.com")))
+    assert cache.stale("crm|phone:+919876543210") is not None
+    cache.put("crm|phone:+919876543210", None)
+    assert cache.stale("crm|phone:+919876543210") is None
+
+
+class RateLimitedConnector:
+    id = "crm"
+    supports = ("phone", "account")
+
+    def __init__(self):
+        self.calls = 0
+
+    def lookup(self, query, *, deadline):
+        from integrations.errors import RateLimited
+
+        self.calls += 1
+        raise RateLimited("slow down", retry_after=120)
+
+
+def test_a_retry_after_keeps_the_crm_unasked_until_it_passes():
+    settings = from_mapping({"fallback": ["+918000000000"], "breaker": {"failures": 5, "cooldown_s": 1}})
+    crm = RateLimitedConnector()
+    service = RoutingService(settings, [crm])
+    for n in range(3):
+        decision = service.decide(parse_request({"From": f"0987654321{n}"}), Deadline(1.0))
+        assert decision.plan.numbers == ["+918000000000"]
+    assert crm.calls == 1  # one 429 with Retry-After: 120 held the breaker open
+    assert service.breakers["crm"].state == OPEN

@@ -1,0 +1,224 @@
+"""End to end: the real service under gunicorn on 127.0.0.1, a CRM-shaped server behind it,
+driven by `dialwhom simulate` exactly as Exotel's Connect applet would drive it (issue #6)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from integrations.simulator import SimulationOptions, simulate
+from tests.faultserver import FaultServer
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "e2e-token-0123456789abcdef"
+OWNERS = {
+    "+919876543210": {"email": "asha@example.com", "name": "Asha"},
+    "+919123456780": {"id": "u-9", "phone": "+919811111111"},  # no reps entry: the CRM's phone
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def crm():
+    with FaultServer(OWNERS) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def service(crm, tmp_path_factory):
+    """`dialwhom serve --workers 1` (gunicorn) on a free port, configured for the fake CRM."""
+    folder = tmp_path_factory.mktemp("e2e")
+    config = {
+        "budget_ms": 1500,
+        "token": TOKEN,
+        "connectors": [{"id": "crm", "type": "http", "url": crm.template, "timeout_ms": 1000}],
+        "reps": [
+            {"owner": "asha@example.com", "phone": "+919800000001", "team": "north"},
+            {"owner": "vikram@example.com", "phone": "+919800000002", "team": "north"},
+        ],
+        "teams": {"north": {"backup": ["+919800000002", "+919800000003"]}, "south": {"backup": ["+919800000012"]}},
+        "fallback": ["+918000000000"],
+        "lines": {"+918039513882": "south"},
+        "breaker": {"failures": 3, "cooldown_s": 60},
+    }
+    path = folder / "dialwhom.yaml"
+    path.write_text(yaml.safe_dump(config))
+    port = _free_port()
+    log = open(folder / "server.log", "w")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import app, sys; sys.exit(app.main(sys.argv[1:]))",
+         "serve", "--config", str(path), "--port", str(port), "--workers", "1"],
+        cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if requests.get(base + "/healthz", timeout=0.5).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("gunicorn did not start: " + (folder / "server.log").read_text())
+    yield base, folder / "server.log"
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def _urls(base: str) -> tuple[str, str]:
+    return f"{base}/exotel/dial-whom?token={TOKEN}", f"{base}/exotel/fallback?token={TOKEN}"
+
+
+def test_known_caller_reaches_the_owner_on_the_first_attempt(service):
+    primary, fallback = _urls(service[0])
+    result = simulate(primary, options=SimulationOptions(fallback_url=fallback, caller="09876543210", answers=["completed"]))
+    assert result.contract_kept, result.violations
+    assert result.answered_by == "+919800000001"
+    assert len(result.attempts) == 1
+    assert result.requests[0].status == 200
+
+
+def test_owner_busy_then_team_backup_answers_with_the_same_plan(service):
+    primary, fallback = _urls(service[0])
+    result = simulate(primary, options=SimulationOptions(fallback_url=fallback, caller="09876543210", answers=["busy", "completed"]))
+    assert result.contract_kept, result.violations
+    assert [a.dialled for a in result.attempts] == ["+919800000001", "+919800000002"]
+    assert result.answered_by == "+919800000002"
+    assert result.requests[1].params["DialCallStatus"] == "busy"
+    assert result.requests[0].body == result.requests[1].body  # one call, one plan
+
+
+def test_owner_without_reps_entry_is_rung_on_the_crm_phone(service):
+    primary, _ = _urls(service[0])
+    result = simulate(primary, options=SimulationOptions(caller="09123456780", answers=["completed"]))
+    assert result.answered_by == "+919811111111"
+
+
+def test_unknown_caller_gets_the_lines_team(service):
+    primary, fallback = _urls(service[0])
+    result = simulate(primary, options=SimulationOptions(fallback_url=fallback, caller="09000000001", exophone="08039513882", answers=["no-answer", "completed"]))
+    assert result.contract_kept, result.violations
+    assert [a.dialled for a in result.attempts] == ["+919800000012", "+918000000000"]
+    assert result.answered_by == "+918000000000"
+
+
+def test_fetch_after_attempt_off_walks_the_first_list(service):
+    primary, _ = _urls(service[0])
+    result = simulate(primary, options=SimulationOptions(caller="09876543210", fetch_after_attempt=False, answers=["busy", "no-answer", "completed"]))
+    assert len(result.requests) == 1
+    assert result.answered_by == "+919800000003"
+
+
+def test_wrong_token_is_refused_and_the_fallback_url_answers(service):
+    base = service[0]
+    result = simulate(f"{base}/exotel/dial-whom?token=wrong", options=SimulationOptions(
+        fallback_url=f"{base}/exotel/fallback?token={TOKEN}", caller="09876543210", exophone="08039513882", answers=["completed"]))
+    assert result.requests[0].status == 403
+    assert result.requests[1].target == "fallback"
+    assert result.answered_by == "+919800000012"  # the line's team, from config alone
+
+
+def test_primary_returning_500_makes_exotel_use_the_fallback(service, crm):
+    base = service[0]
+    broken = FaultServer(mode="500").start()
+    try:
+        result = simulate(broken.url + "/exotel/dial-whom", options=SimulationOptions(
+            fallback_url=f"{base}/exotel/fallback?token={TOKEN}", caller="09876543210", answers=["completed"]))
+    finally:
+        broken.stop()
+    assert [r.target for r in result.requests] == ["primary", "fallback"]
+    assert result.answered_by == "+919800000012"  # the line's team, from config alone
+
+
+def test_primary_hanging_past_ten_seconds_makes_exotel_use_the_fallback(service):
+    """Exotel's real 10-second limit, once, with a primary that never answers."""
+    base = service[0]
+    hung = FaultServer(mode="hang").start()
+    try:
+        started = time.monotonic()
+        result = simulate(hung.url + "/exotel/dial-whom", options=SimulationOptions(
+            fallback_url=f"{base}/exotel/fallback?token={TOKEN}", caller="09876543210", answers=["completed"]))
+        elapsed = time.monotonic() - started
+    finally:
+        hung.stop()
+    assert 9.9 <= elapsed < 12
+    assert result.requests[0].target == "primary" and result.requests[0].status is None
+    assert result.requests[1].target == "fallback"
+    assert result.answered_by == "+919800000012"
+    assert not result.contract_kept  # the caller waited 10 s in silence: reported
+
+
+class _EmptyOk(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_empty_200_is_reported_as_nobody_dialled(service):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyOk)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = simulate(f"http://127.0.0.1:{server.server_address[1]}/dial", options=SimulationOptions(
+            fallback_url=f"{service[0]}/exotel/fallback?token={TOKEN}", caller="09876543210"))
+    finally:
+        server.shutdown()
+    assert result.outcome == "nobody dialled"
+    assert [r.target for r in result.requests] == ["primary"]  # Exotel does not fall back on a 200
+    assert not result.contract_kept
+
+
+def test_crm_down_still_answers_in_budget_with_the_last_known_owner(service, crm):
+    primary, fallback = _urls(service[0])
+    warm = simulate(primary, options=SimulationOptions(caller="09876543210", answers=["completed"]))
+    assert warm.answered_by == "+919800000001"
+    crm.mode = "hang"
+    try:
+        result = simulate(primary, options=SimulationOptions(fallback_url=fallback, caller="09876543210", answers=["completed"]))
+    finally:
+        crm.mode = "ok"
+    assert result.answered_by == "+919800000001"
+    assert result.requests[0].elapsed_ms < 1500 + 200
+
+
+def test_the_simulate_command_line_exits_zero_on_a_good_url(service):
+    primary, fallback = _urls(service[0])
+    out = subprocess.run(
+        [sys.executable, "-c", "import app, sys; sys.exit(app.main(sys.argv[1:]))", "simulate", primary,
+         "--fallback-url", fallback, "--from", "09876543210", "--answers", "busy,completed"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "+919800000002" in out.stdout
+    assert TOKEN not in out.stdout  # the transcript masks the token
+
+
+def test_server_log_has_no_full_numbers_or_token(service):
+    log = service[1].read_text()
+    assert "decision call=" in log
+    for secret in ("9876543210", "09876543210", TOKEN):
+        assert secret not in log
