@@ -46,6 +46,20 @@ class Plan:
         return " ".join(f"{s.why}={mask(s.number)}" for s in self.steps) or "empty"
 
 
+def pack_plan(plan: Plan) -> tuple:
+    """The plan as plain tuples and strings, which the garbage collector does not track.
+
+    Thousands of per-call plans are kept for repeat requests; as objects they would all be
+    walked by every full collection, which holds the GIL while every request waits.
+    """
+    return (tuple((s.number, s.why) for s in plan.steps), plan.owner_known, plan.team, tuple(plan.notes))
+
+
+def unpack_plan(packed: tuple) -> Plan:
+    steps, owner_known, team, notes = packed
+    return Plan(tuple(Step(n, why) for n, why in steps), owner_known, team, notes)
+
+
 def build_plan(settings: Settings, match: Match | None, line: str | None = None, last_agent: str | None = None) -> Plan:
     """Apply the rules above to what the connectors found (or did not)."""
     steps: list[Step] = []

@@ -26,12 +26,14 @@ from routing.history import LastAgents
 from routing.metrics import Metrics
 from routing.model import Match, Query
 from routing.phones import mask, parse_config_number
-from routing.plan import Plan, build_plan, fallback_plan
+from routing.plan import Plan, build_plan, fallback_plan, pack_plan, unpack_plan
 from routing.request import ExotelRequest
 from routing.trace import Trace
 
 log = logging.getLogger("dialwhom.decision")
 
+#: plans remembered by `_plan_for` before the memo starts afresh
+PLAN_MEMO_SIZE = 4096
 #: the longest a Retry-After may keep a connector's breaker open
 MAX_HOLD_S = 300.0
 
@@ -62,10 +64,11 @@ class RoutingService:
         self.settings = settings
         self.connectors = list(connectors)
         self.cache = LookupCache(settings.cache)
-        self.calls: CallPlans[Plan] = CallPlans(settings.cache.call_max_entries, settings.cache.call_ttl_s)
+        self.calls: CallPlans[Plan] = CallPlans(settings.cache.call_max_entries, settings.cache.call_ttl_s, pack=pack_plan, unpack=unpack_plan)
         self.flight: SingleFlight = SingleFlight()
         self.breakers = {c.id: CircuitBreaker(c.id, settings.breaker.failures, settings.breaker.cooldown_s) for c in self.connectors}
         self.metrics = metrics or Metrics()
+        self._plan_memo: dict[tuple[int, str | None], tuple[Match, Plan]] = {}
         self.last_agents = LastAgents(settings.last_agent_days, settings.cache.max_entries)
         #: optional `routing.shared.RedisState` when several instances serve one Exotel account
         self.shared = shared
@@ -156,7 +159,7 @@ class RoutingService:
             if match is not None:
                 trace.path, trace.key, trace.connector = path, query.source, connector
                 trace.notes.extend(match.notes)
-                return build_plan(self.settings, match, req.line)
+                return self._plan_for(match, req.line)
         trace.path = _worst(trace)
         last = self.last_agents.get(req.caller)
         if last is None and self.shared is not None and self.settings.last_agent_days > 0 and req.caller:
@@ -165,6 +168,19 @@ class RoutingService:
             trace.notes.append(f"no owner found; the last agent to talk to this caller was {mask(last[0])}, {last[1] / 86400:.1f} days ago")
             return build_plan(self.settings, None, req.line, last_agent=last[0])
         return build_plan(self.settings, None, req.line)
+
+    def _plan_for(self, match: Match, line: str | None) -> Plan:
+        """`build_plan`, remembered per cached match and line: a cache hit returns the same
+        Match object, and settings never change, so the plan is the same too."""
+        key = (id(match), line)
+        hit = self._plan_memo.get(key)
+        if hit is not None and hit[0] is match:  # `is`: an id can be reused after a match is freed
+            return hit[1]
+        plan = build_plan(self.settings, match, line)
+        if len(self._plan_memo) >= PLAN_MEMO_SIZE:
+            self._plan_memo.clear()
+        self._plan_memo[key] = (match, plan)
+        return plan
 
     # -- connector lookups ---------------------------------------------------------------------
 

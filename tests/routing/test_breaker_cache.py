@@ -63,3 +63,31 @@ def test_a_retry_after_keeps_the_crm_unasked_until_it_passes():
         assert decision.plan.numbers == ["+918000000000"]
     assert crm.calls == 1  # one 429 with Retry-After: 120 held the breaker open
     assert service.breakers["crm"].state == OPEN
+
+
+def test_call_plans_expire_and_stay_bounded():
+    from routing.cache import CallPlans
+
+    clock = Clock()
+    plans = CallPlans(maxsize=3, ttl_s=60, timer=clock)
+    for sid in ("a", "b", "c", "d"):
+        _, _, claimed = plans.claim(sid)
+        assert claimed
+        plans.publish(sid, f"plan-{sid}")
+    assert plans.get("a") is None  # evicted: oldest over the size bound
+    assert plans.get("d") == "plan-d" and len(plans) == 3
+    clock.t += 61
+    assert plans.get("d") is None and len(plans) == 0  # expired
+
+
+def test_a_second_request_waits_for_the_first_requests_plan():
+    import threading
+
+    from routing.cache import CallPlans
+
+    plans = CallPlans(maxsize=10, ttl_s=60)
+    assert plans.claim("sid")[2] is True
+    plan, event, claimed = plans.claim("sid")
+    assert plan is None and not claimed and isinstance(event, threading.Event)
+    plans.publish("sid", "the plan")
+    assert event.is_set() and plans.get("sid") == "the plan"
