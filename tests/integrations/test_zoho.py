@@ -675,8 +675,6 @@ class TestZohoContract(ConnectorContract):
     connector_class = ZohoConnector
     options = {**CREDS, "data_centre": "in"}
     expected_owner = Owner(id=RAJ["id"], email=RAJ["email"], phone="+919845000001", team="Sales Rep - South")
-    # The entry point is added to pyproject.toml by the lead; test_docs checks it is there.
-    check_entry_point = False
     bad_options = [({"data_centre": "mars"}, "data_centre"), ({"modules": ["Con tacts"]}, "modules[0]"),
                    ({"api_url": "not a url"}, "api_url")]
     wrong_shapes = [
