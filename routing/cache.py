@@ -114,64 +114,91 @@ class SingleFlight(Generic[T]):
 
 
 class CallPlans(Generic[T]):
-    """The first answer per CallSid, returned unchanged on every repeat request of that call."""
+    """The first answer per CallSid, returned unchanged on every repeat request of that call.
+
+    The common case, one first request per call, takes no lock: single dict operations are
+    atomic under the GIL, and with many requests in flight on one worker a lock hand-off costs
+    more than the work it guards. The lock serialises only the rare second request that has to
+    wait for the first one's plan, and a claim given up.
+    """
 
     def __init__(self, maxsize: int, ttl_s: float, *, timer: Callable[[], float] = time.monotonic,
                  pack: Callable[[T], Any] = lambda p: p, unpack: Callable[[Any], T] = lambda p: p):
         self._lock = threading.Lock()
         self._plans = _FifoTTL(maxsize, ttl_s, timer)
-        # CallSid -> Event for waiters, or None while nobody waits (an Event costs ~5 us to
-        # make and set, and almost every call has a single first request)
-        self._pending: dict[str, threading.Event | None] = {}
+        # CallSid -> the claiming request's token, or an Event once another request waits
+        self._pending: dict[str, object] = {}
         self._pack, self._unpack = pack, unpack
 
     def get(self, call_sid: str) -> T | None:
-        with self._lock:
-            packed = self._plans.get(call_sid)
+        packed = self._plans.get(call_sid)
         return None if packed is None else self._unpack(packed)
 
     def claim(self, call_sid: str) -> tuple[T | None, threading.Event | None, bool]:
         """(plan if known, event to wait on if another request is computing it, claimed)."""
+        plan = self.get(call_sid)
+        if plan is not None:
+            return plan, None, False
+        token = object()
+        if self._pending.setdefault(call_sid, token) is token:  # atomic: one request wins
+            plan = self.get(call_sid)  # published between our two reads: not ours to decide
+            if plan is None:
+                return None, None, True
+            self._release(call_sid)
+            return plan, None, False
+        return self._wait_for(call_sid)
+
+    def _wait_for(self, call_sid: str) -> tuple[T | None, threading.Event | None, bool]:
         with self._lock:
-            packed = self._plans.get(call_sid)
-            if packed is not None:
-                return self._unpack(packed), None, False
-            if call_sid in self._pending:
-                event = self._pending[call_sid]
-                if event is None:
-                    event = self._pending[call_sid] = threading.Event()
-                return None, event, False
-            self._pending[call_sid] = None
-            return None, None, True
+            current = self._pending.get(call_sid)
+            if current is None or isinstance(current, threading.Event):
+                event = current
+            else:
+                event = self._pending[call_sid] = threading.Event()
+        plan = self.get(call_sid)  # the plan may have landed before our event did
+        if plan is not None:
+            if event is not None:
+                event.set()
+                self._release(call_sid)
+            return plan, None, False
+        return None, event, False  # event None: the claim was given up; decide unclaimed
+
+    def _release(self, call_sid: str) -> None:
+        with self._lock:
+            waiting = self._pending.pop(call_sid, None)
+        if isinstance(waiting, threading.Event):
+            waiting.set()
 
     def publish(self, call_sid: str, plan: T | None) -> None:
         """Store the claimed call's plan (None: give up the claim) and wake the waiters."""
-        packed = None if plan is None else self._pack(plan)
-        with self._lock:
-            if packed is not None:
-                self._plans[call_sid] = packed
-            event = self._pending.pop(call_sid, None)
-        if event is not None:
-            event.set()
+        if plan is None:
+            self._release(call_sid)
+            return
+        self._plans[call_sid] = self._pack(plan)  # stored before the pop: waiters re-read it
+        waiting = self._pending.pop(call_sid, None)
+        if isinstance(waiting, threading.Event):
+            waiting.set()
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._plans)
+        return len(self._plans)
 
 
 class _FifoTTL:
     """A bounded TTL map for entries that all live equally long (per-call plans).
 
     Entries are inserted in time order, so the oldest is both the first to expire and the
-    first to evict: a plain dict (insertion-ordered) does it, at a tenth of TTLCache's cost per
-    insert, which matters on the warm path where every call stores its plan.
+    first to evict: a plain dict (insertion-ordered) does it at a tenth of TTLCache's cost per
+    insert, with no lock on the way in. Expired entries are skipped on read and dropped with
+    the oldest once the map is a tenth over its size.
     """
 
     def __init__(self, maxsize: int, ttl_s: float, timer: Callable[[], float]):
         self._data: dict[str, tuple[float, Any]] = {}
         self._maxsize = maxsize
+        self._limit = maxsize + max(1, maxsize // 10)
         self._ttl = ttl_s
         self._timer = timer
+        self._lock = threading.Lock()
 
     def get(self, key: str) -> Any:
         hit = self._data.get(key)
@@ -180,16 +207,23 @@ class _FifoTTL:
         return hit[1]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        now = self._timer()
-        self._data.pop(key, None)  # re-insert at the end: it is now the newest
-        self._data[key] = (now + self._ttl, value)
-        data = self._data
-        while data:
-            oldest = next(iter(data))
-            if len(data) <= self._maxsize and data[oldest][0] > now:
-                break
-            del data[oldest]
+        self._data[key] = (self._timer() + self._ttl, value)
+        if len(self._data) > self._limit:
+            self._evict()
+
+    def _evict(self) -> None:
+        with self._lock:
+            now = self._timer()
+            # list(dict) copies the keys in C, without letting another thread in
+            keys = list(self._data)
+            excess = max(0, len(keys) - self._maxsize)
+            for key in keys:
+                hit = self._data.get(key)
+                if excess <= 0 and (hit is None or hit[0] > now):
+                    break
+                self._data.pop(key, None)
+                excess -= 1
 
     def __len__(self) -> int:
         now = self._timer()
-        return sum(1 for expires, _ in self._data.values() if expires > now)
+        return sum(1 for expires, _ in list(self._data.values()) if expires > now)

@@ -69,15 +69,45 @@ def test_call_plans_expire_and_stay_bounded():
     from routing.cache import CallPlans
 
     clock = Clock()
-    plans = CallPlans(maxsize=3, ttl_s=60, timer=clock)
-    for sid in ("a", "b", "c", "d"):
+    plans = CallPlans(maxsize=10, ttl_s=60, timer=clock)
+    sids = [f"sid{i}" for i in range(12)]
+    for sid in sids:
         _, _, claimed = plans.claim(sid)
         assert claimed
         plans.publish(sid, f"plan-{sid}")
-    assert plans.get("a") is None  # evicted: oldest over the size bound
-    assert plans.get("d") == "plan-d" and len(plans) == 3
+    # a tenth over the size, the oldest go
+    assert plans.get("sid0") is None and plans.get("sid1") is None
+    assert plans.get("sid11") == "plan-sid11" and len(plans) == 10
     clock.t += 61
-    assert plans.get("d") is None and len(plans) == 0  # expired
+    assert plans.get("sid11") is None and len(plans) == 0  # expired
+
+
+def test_concurrent_first_requests_of_one_call_share_one_plan():
+    import threading
+
+    from routing.cache import CallPlans
+
+    for _ in range(50):
+        plans = CallPlans(maxsize=100, ttl_s=60)
+        results, barrier = [], threading.Barrier(8)
+
+        def request():
+            barrier.wait()
+            plan, event, claimed = plans.claim("sid")
+            if claimed:
+                plans.publish("sid", f"plan-{threading.get_ident()}")
+                plan = plans.get("sid")
+            elif plan is None and event is not None:
+                event.wait(2)
+                plan = plans.get("sid")
+            results.append((claimed, plan))
+
+        threads = [threading.Thread(target=request) for _ in range(8)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert sum(claimed for claimed, _ in results) == 1
+        assert len({plan for _, plan in results}) == 1 and results[0][1] is not None
+        assert plans._pending == {}
 
 
 def test_a_second_request_waits_for_the_first_requests_plan():
