@@ -11,7 +11,7 @@ from typing import Any
 
 from routing.config import ConfigError
 from routing.deadline import Deadline
-from routing.phones import mask, to_e164
+from routing.phones import mask
 
 
 def _freeze_startup_objects(worker) -> None:

@@ -35,10 +35,10 @@ from integrations.errors import (
 )
 from integrations.http import HttpClient, Response, retry_after_seconds
 from integrations.schema import Field
-from integrations.support import CachedToken, Candidate, TTLMemo, as_utc, pick_record
+from integrations.support import SAFE_ACCOUNT_KEY, CachedToken, Candidate, TTLMemo, as_utc, pick_record, search_key
 from routing.deadline import Deadline
 from routing.model import Match, Owner, Query, Record
-from routing.phones import digits_only, mask, same_number, to_e164, variants
+from routing.phones import digits_only, mask, same_number, variants
 
 __all__ = ["HubSpotConnector"]
 
@@ -79,7 +79,7 @@ RATE_HEADERS = (
 
 _PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 _NUMERIC_ID = re.compile(r"^[0-9]{1,20}$")
-_ACCOUNT_VALUE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_ACCOUNT_VALUE = SAFE_ACCOUNT_KEY
 _LONG_DIGITS = re.compile(r"\d{6,}")
 
 
@@ -260,22 +260,13 @@ class HubSpotConnector(Connector):
 
     def lookup(self, query: Query, *, deadline: Deadline) -> Match | None:
         notes: list[str] = []
-        if query.kind == "phone":
-            e164 = to_e164(query.value, self.context.region)
-            if e164 is None:
-                self.log.info("connector=%s not a phone number (%s); not searched", self.id, mask(query.value))
-                return None
-            found = self._find_by_phone(e164, deadline, notes)
-        elif query.kind == "account":
-            if not self.account_property:
-                return None
-            value = query.value.strip()
-            if not _ACCOUNT_VALUE.match(value):
-                self.log.info("connector=%s account value has characters outside [A-Za-z0-9._-]; not searched", self.id)
-                return None
-            found = self._find_by_account(value, deadline, notes)
-        else:
+        if query.kind == "account" and not self.account_property:
             return None
+        key = search_key(query, self.context.region, self.log, self.id, _ACCOUNT_VALUE)
+        if key is None:
+            return None
+        kind, value = key
+        found = self._find_by_phone(value, deadline, notes) if kind == "phone" else self._find_by_account(value, deadline, notes)
         if found is None:
             return None
         obj, record = found

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -11,8 +13,10 @@ from typing import Any, Callable, Generic, Hashable, Iterable, Mapping, Sequence
 from cachetools import TTLCache
 
 from routing.deadline import Deadline
+from routing.model import Query
+from routing.phones import mask, to_e164
 
-__all__ = ["CachedToken", "TTLMemo", "Candidate", "pick_record", "as_utc"]
+__all__ = ["CachedToken", "TTLMemo", "Candidate", "pick_record", "as_utc", "search_key", "SAFE_ACCOUNT_KEY"]
 
 T = TypeVar("T")
 
@@ -144,3 +148,29 @@ def as_utc(text: str | None) -> str:
 def _desc(text: str) -> tuple:
     """Sort key that orders strings descending."""
     return tuple(-ord(ch) for ch in text) + (1,)
+
+
+#: what an account key may hold before it goes into any CRM's query syntax
+SAFE_ACCOUNT_KEY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def search_key(query: Query, region: str, log: logging.Logger, connector_id: str,
+               account_pattern: re.Pattern = SAFE_ACCOUNT_KEY) -> tuple[str, str] | None:
+    """The query as a value safe to search a CRM with: ``("phone", e164)`` or ``("account", key)``.
+
+    None, logged with the value masked, when it cannot be searched safely: then the connector
+    answers "not found" without a call rather than build a query from unchecked text.
+    """
+    if query.kind == "phone":
+        e164 = to_e164(query.value, region)
+        if e164 is None:
+            log.info("connector=%s not a phone number (%s); not searched", connector_id, mask(query.value))
+            return None
+        return "phone", e164
+    if query.kind == "account":
+        key = query.value.strip()
+        if not account_pattern.match(key):
+            log.info("connector=%s account key has characters outside %s; not searched", connector_id, account_pattern.pattern)
+            return None
+        return "account", key
+    return None

@@ -42,7 +42,7 @@ from integrations.errors import (
 )
 from integrations.http import MIN_ATTEMPT_S, HttpClient, Response, retry_after_seconds
 from integrations.schema import Field
-from integrations.support import CachedToken, Candidate, TTLMemo, as_utc, pick_record
+from integrations.support import CachedToken, Candidate, TTLMemo, as_utc, pick_record, search_key
 from routing.deadline import Deadline
 from routing.model import Match, Owner, Query, Record
 from routing.phones import mask, same_number, to_e164
@@ -342,20 +342,11 @@ class ZohoConnector(Connector):
 
     def lookup(self, query: Query, *, deadline: Deadline) -> Match | None:
         notes: list[str] = []
-        if query.kind == "phone":
-            e164 = to_e164(query.value, self.context.region)
-            if e164 is None:
-                self.log.info("connector=%s not a phone number (%s); not searched", self.id, mask(query.value))
-                return None
-            found = self._find_by_phone(e164, deadline, notes)
-        elif query.kind == "account":
-            value = query.value.strip()
-            if not _ACCOUNT_VALUE.match(value):
-                self.log.info("connector=%s account key has characters outside [A-Za-z0-9._-]; not searched", self.id)
-                return None
-            found = self._find_by_account(value, deadline, notes)
-        else:
+        key = search_key(query, self.context.region, self.log, self.id, _ACCOUNT_VALUE)
+        if key is None:
             return None
+        kind, value = key
+        found = self._find_by_phone(value, deadline, notes) if kind == "phone" else self._find_by_account(value, deadline, notes)
         if found is None:
             return None
         module, record = found

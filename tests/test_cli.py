@@ -10,7 +10,6 @@ import textwrap
 
 import pytest
 
-import integrations.cli as cli
 import integrations.registry as registry_mod
 from integrations.base import Connector
 from integrations.cli import main

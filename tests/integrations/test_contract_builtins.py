@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import pytest
 from responses import matchers
 
 from integrations.directory import DirectoryConnector
