@@ -15,7 +15,8 @@ shapes HubSpot documents (see /work/shared/docs/crm/hubspot-salesforce-zoho.md, 
 Bearer tokens are checked (private app tokens given at start, or tokens the fake issued; issued
 tokens expire). Contacts get HubSpot's calculated phone properties derived from ``phone`` and
 ``mobilephone`` with the portal's region. Every request is recorded in `requests`; `inject`
-queues canned failures (429, 500, HTML...). Used as::
+queues canned failures (429, 500, HTML...) for requests whose path starts with ``path=``. The
+server, recording and injection are `fake_crm.FakeCrmServer`'s. Used as::
 
     with FakeHubSpot(**sample_data()) as hs:
         ... base_url=hs.url ...
@@ -29,16 +30,16 @@ from __future__ import annotations
 import argparse
 import copy
 import fnmatch
-import itertools
 import json
-import threading
+import sys
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Iterable, Mapping
-from urllib.parse import parse_qs, urlsplit
 
 import phonenumbers
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: find fake_crm
+from fake_crm import FakeCrmServer, RecordedRequest, Response  # noqa: E402
 
 __all__ = ["FakeHubSpot", "RecordedRequest", "sample_data", "PRIVATE_APP_TOKEN"]
 
@@ -59,17 +60,6 @@ STANDARD_PROPERTIES = {
 }
 ALWAYS_RETURNED = {"contacts": ("hs_object_id", "createdate", "lastmodifieddate"),
                    "companies": ("hs_object_id", "createdate", "hs_lastmodifieddate")}
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-    json: Any = None
-    form: dict[str, list[str]] = field(default_factory=dict)
 
 
 def sample_data() -> dict[str, Any]:
@@ -101,8 +91,11 @@ def sample_data() -> dict[str, Any]:
     }
 
 
-class FakeHubSpot:
+class FakeHubSpot(FakeCrmServer):
     """The fake server; `start()`/`stop()` or use it as a context manager."""
+
+    thread_name = "fake-hubspot"
+    keep_blank_values = False
 
     def __init__(
         self,
@@ -116,6 +109,7 @@ class FakeHubSpot:
         oauth_client: tuple[str, str, str] | None = None,
         access_token_ttl: int = 1800,
     ):
+        super().__init__()
         self.region = region
         self.objects: dict[str, dict[str, dict]] = {"contacts": {}, "companies": {}}
         self.owners: dict[str, dict] = {}
@@ -123,13 +117,6 @@ class FakeHubSpot:
         self.static_tokens = set(tokens)
         self.oauth_client = oauth_client  # (client_id, client_secret, refresh_token)
         self.access_token_ttl = access_token_ttl
-        self.issued: dict[str, float] = {}  # access token -> expiry (time.time())
-        self.requests: list[RecordedRequest] = []
-        self._injected: list[tuple[str | None, int, Any, dict[str, str]]] = []
-        self._lock = threading.Lock()
-        self._counter = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         for c in contacts:
             self.add_record("contacts", c)
         for c in companies:
@@ -180,126 +167,20 @@ class FakeHubSpot:
             if raw_key == "phone":
                 props.setdefault("hs_calculated_phone_number_country_code", phonenumbers.region_code_for_number(n) or "")
 
-    # -- control ------------------------------------------------------------------------------
-
-    def inject(self, status: int, body: Any = None, *, headers: Mapping[str, str] | None = None,
-               path: str | None = None, times: int = 1) -> None:
-        """Answer the next `times` requests (to `path` prefix, if given) with this response.
-
-        `body` may be a dict (sent as JSON), str or bytes (sent as is; text/html if it starts with '<').
-        """
-        with self._lock:
-            for _ in range(times):
-                self._injected.append((path, status, body, dict(headers or {})))
-
-    def expire_tokens(self) -> None:
-        """Make every access token the fake issued expired (the next call gets 401)."""
-        with self._lock:
-            for t in self.issued:
-                self.issued[t] = time.time() - 5
-
-    def calls(self, method: str | None = None, path: str | None = None) -> int:
-        return len(self.requests_to(method, path))
-
-    def requests_to(self, method: str | None = None, path: str | None = None) -> list[RecordedRequest]:
-        with self._lock:
-            return [r for r in self.requests if (method is None or r.method == method) and (path is None or r.path == path)]
-
-    def reset_requests(self) -> None:
-        with self._lock:
-            self.requests.clear()
-
-    # -- server -------------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self, port: int = 0) -> "FakeHubSpot":
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802
-                fake._handle(self)
-
-            def do_POST(self) -> None:  # noqa: N802
-                fake._handle(self)
-
-            def log_message(self, *args) -> None:  # keep test output clean
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        server = self._server
-        self._thread = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.05), name="fake-hubspot", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "FakeHubSpot":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     # -- request handling ---------------------------------------------------------------------
 
-    def _handle(self, h: BaseHTTPRequestHandler) -> None:
-        parts = urlsplit(h.path)
-        length = int(h.headers.get("Content-Length") or 0)
-        raw = h.rfile.read(length) if length else b""
-        rec = RecordedRequest(method=h.command, path=parts.path, query=parse_qs(parts.query),
-                              headers={k: v for k, v in h.headers.items()}, body=raw)
-        ctype = h.headers.get("Content-Type", "")
-        if raw and "json" in ctype:
-            try:
-                rec.json = json.loads(raw)
-            except ValueError:
-                rec.json = None
-        elif raw and "x-www-form-urlencoded" in ctype:
-            rec.form = parse_qs(raw.decode("utf-8"))
-        with self._lock:
-            self.requests.append(rec)
-            injected = None
-            for i, (prefix, *_rest) in enumerate(self._injected):
-                if prefix is None or parts.path.startswith(prefix):
-                    injected = self._injected.pop(i)
-                    break
-        if injected is not None:
-            _, status, body, headers = injected
-            return self._send(h, status, body, headers)
-        status, body, headers = self._route(rec)
-        self._send(h, status, body, headers)
-
-    def _send(self, h: BaseHTTPRequestHandler, status: int, body: Any, headers: Mapping[str, str]) -> None:
+    def _encode(self, body: Any) -> tuple[bytes, str | None]:
+        """HubSpot's labels: dicts and lists as JSON, bytes as octet-stream, text as HTML if it starts with '<'."""
         if isinstance(body, (dict, list)):
-            data, ctype = json.dumps(body).encode(), "application/json;charset=utf-8"
-        elif isinstance(body, bytes):
-            data, ctype = body, "application/octet-stream"
-        elif body is None:
-            data, ctype = b"", "application/json;charset=utf-8"
-        else:
-            data = str(body).encode()
-            ctype = "text/html; charset=utf-8" if str(body).lstrip().startswith("<") else "text/plain; charset=utf-8"
-        h.send_response(status)
-        h.send_header("Content-Type", headers.get("Content-Type", ctype))
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in headers.items():
-            if k.lower() != "content-type":
-                h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)
+            return json.dumps(body).encode(), "application/json;charset=utf-8"
+        if isinstance(body, bytes):
+            return body, "application/octet-stream"
+        if body is None:
+            return b"", "application/json;charset=utf-8"
+        text = str(body)
+        return text.encode(), "text/html; charset=utf-8" if text.lstrip().startswith("<") else "text/plain; charset=utf-8"
 
-    def _route(self, r: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+    def _route(self, r: RecordedRequest) -> Response:
         path = r.path.rstrip("/")
         if r.method == "POST" and path in ("/oauth/v1/token", "/oauth/v3/token"):
             return self._token(r)
@@ -321,22 +202,21 @@ class FakeHubSpot:
             return 200, {"results": self.teams}, rate
         return 404, _error("OBJECT_NOT_FOUND", f"no route for {r.method} {path}"), {}
 
-    def _authenticate(self, r: RecordedRequest) -> tuple[int, Any, dict[str, str]] | None:
+    def _authenticate(self, r: RecordedRequest) -> Response | None:
         header = r.headers.get("Authorization") or ""
         token = header[7:] if header.startswith("Bearer ") else ""
         if token in self.static_tokens:
             return None
-        with self._lock:
-            expiry = self.issued.get(token)
+        expiry = self._token_expiry(token)
         if expiry is None:
             return 401, _error("INVALID_AUTHENTICATION", "Authentication credentials not found. This API supports OAuth 2.0 "
                                                          "authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"), {}
-        if expiry <= time.time():
-            ago = int(time.time() - expiry) or 1
+        if expiry <= time.monotonic():
+            ago = int(time.monotonic() - expiry) or 1
             return 401, _error("EXPIRED_AUTHENTICATION", f"The OAuth token used to make this call expired {ago} second(s) ago."), {}
         return None
 
-    def _token(self, r: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+    def _token(self, r: RecordedRequest) -> Response:
         form = {k: v[0] for k, v in r.form.items()}
         if r.path.startswith("/oauth/v3") and r.query:
             return 400, {"error": "invalid_request", "error_description": "parameters must be in the request body",
@@ -350,9 +230,8 @@ class FakeHubSpot:
         if form.get("refresh_token") != self.oauth_client[2]:
             return 400, {"error": "invalid_grant", "error_description": "refresh token is invalid, expired or revoked",
                          "status": "BAD_REFRESH_TOKEN", "message": "missing or invalid refresh token"}, {}
-        token = f"CJSP{next(self._counter):04d}fakeaccesstoken"
-        with self._lock:
-            self.issued[token] = time.time() + self.access_token_ttl
+        token = f"CJSP{next(self._seq):04d}fakeaccesstoken"
+        self._issue_token(token, self.access_token_ttl)
         return 200, {"token_type": "bearer", "access_token": token, "refresh_token": self.oauth_client[2],
                      "expires_in": self.access_token_ttl}, {}
 
@@ -366,7 +245,7 @@ class FakeHubSpot:
             "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, 625000 - used)),
         }
 
-    def _search(self, obj: str, body: Any) -> tuple[int, Any, dict[str, str]]:
+    def _search(self, obj: str, body: Any) -> Response:
         if obj not in self.objects:
             return 400, _error("VALIDATION_ERROR", f"Unable to infer object type from: {obj}"), {}
         if not isinstance(body, dict):
@@ -413,14 +292,14 @@ class FakeHubSpot:
         shaped["properties"] = {n: props.get(n) for n in names}
         return shaped
 
-    def _get_record(self, obj: str, rid: str, query: Mapping[str, list[str]], rate: dict) -> tuple[int, Any, dict[str, str]]:
+    def _get_record(self, obj: str, rid: str, query: Mapping[str, list[str]], rate: dict) -> Response:
         rec = self.objects.get(obj, {}).get(rid)
         if rec is None:
             return 404, _error("OBJECT_NOT_FOUND", "Object not found.  objectId are usually numeric.", context={"id": [rid]}), rate
         wanted = [p for v in query.get("properties", []) for p in v.split(",") if p]
         return 200, self._shape(obj, rec, wanted or None), rate
 
-    def _owner(self, oid: str, query: Mapping[str, list[str]], rate: dict) -> tuple[int, Any, dict[str, str]]:
+    def _owner(self, oid: str, query: Mapping[str, list[str]], rate: dict) -> Response:
         id_property = (query.get("idProperty") or ["id"])[0]
         archived = (query.get("archived") or ["false"])[0] == "true"
         for o in self.owners.values():
@@ -429,7 +308,7 @@ class FakeHubSpot:
                 return 200, o, rate
         return 404, _error("OBJECT_NOT_FOUND", f"No owner found with id {oid}"), rate
 
-    def _owners(self, query: Mapping[str, list[str]], rate: dict) -> tuple[int, Any, dict[str, str]]:
+    def _owners(self, query: Mapping[str, list[str]], rate: dict) -> Response:
         email = (query.get("email") or [None])[0]
         limit = int((query.get("limit") or ["100"])[0])
         start = int((query.get("after") or ["0"])[0])
@@ -477,13 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     hs = FakeHubSpot(**sample_data(), oauth_client=("fake-client", "fake-secret", "fake-refresh")).start(args.port)
     print(f"fake HubSpot at {hs.url}  (private app token: {PRIVATE_APP_TOKEN})", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        hs.stop()
+    hs.serve_until_interrupted()
 
 if __name__ == "__main__":
     main()

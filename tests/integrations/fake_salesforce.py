@@ -28,8 +28,10 @@ What it serves, with Salesforce's payload shapes (docs/crm/salesforce.md):
 
 Every data response carries ``Sforce-Limit-Info: api-usage=N/LIMIT``; over the limit it is
 403 ``REQUEST_LIMIT_EXCEEDED``. A bad or expired bearer token is 401 ``INVALID_SESSION_ID``.
-`fail_next` scripts raw answers (5xx, HTML, broken JSON) for the next matching requests;
-`expire_tokens` ends every session.
+`fail_next` scripts raw answers (5xx, HTML, broken JSON) for the next requests whose path starts
+with a prefix; `expire_tokens` ends every session; ``calls(prefix)`` lists the requests whose
+path starts with it (query and form parameters hold their last value). The server, recording
+and injection are `fake_crm.FakeCrmServer`'s.
 
 Run it by hand: ``python tests/integrations/fake_salesforce.py [port]``.
 """
@@ -37,15 +39,17 @@ Run it by hand: ``python tests/integrations/fake_salesforce.py [port]``.
 from __future__ import annotations
 
 import copy
-import json
 import re
 import secrets
-import threading
+import sys
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import parse_qs, urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: find fake_crm
+import fake_crm  # noqa: E402
+from fake_crm import FakeCrmServer, Response  # noqa: E402
 
 __all__ = ["FakeSalesforce", "RecordedRequest", "sample_dataset", "ORG_ID"]
 
@@ -118,23 +122,18 @@ def sample_dataset() -> dict[str, Any]:
 
 
 @dataclass
-class RecordedRequest:
-    """One request as the fake saw it."""
+class RecordedRequest(fake_crm.RecordedRequest):
+    """One request as the fake saw it; query and form parameters hold their last value."""
 
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    form: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
+    query: dict[str, str]  # type: ignore[assignment]
+    form: dict[str, str] = field(default_factory=dict)  # type: ignore[assignment]
 
+    def __post_init__(self) -> None:
+        self.query = {k: v[-1] if isinstance(v, list) else v for k, v in self.query.items()}
+        self.form = {k: v[-1] if isinstance(v, list) else v for k, v in self.form.items()}
 
-@dataclass
-class _Scripted:
-    path_prefix: str
-    status: int
-    body: bytes
-    headers: dict[str, str]
+    def arg(self, name: str) -> str | None:
+        return self.query[name] if name in self.query else self.form.get(name)
 
 
 class _SoqlError(Exception):
@@ -147,112 +146,37 @@ def _digits(value: Any) -> str:
     return "".join(ch for ch in str(value or "") if ch.isdigit())
 
 
-class FakeSalesforce:
-    """The fake org and its HTTP server."""
+class FakeSalesforce(FakeCrmServer):
+    """The fake org and its HTTP server (listening from construction: `url` before `start()`)."""
+
+    thread_name = "fake-salesforce"
+    request_class = RecordedRequest
 
     def __init__(self, dataset: Mapping[str, Any] | None = None, *, client_id: str = "3MVG9fake.consumer.key",
                  client_secret: str = "fake-consumer-secret-123", refresh_token: str = "5Aep861fake.refresh.token",
                  run_as_user: str = "0055g00000AshaAAAQ", api_limit: int = 15000, host: str = "127.0.0.1", port: int = 0):
+        super().__init__()
         self.data: dict[str, list[dict]] = copy.deepcopy(dict(dataset or sample_dataset()))
         self.client_id, self.client_secret, self.refresh_token = client_id, client_secret, refresh_token
         self.run_as_user = run_as_user
         self.api_limit = api_limit
         self.api_usage = 0
-        self.requests: list[RecordedRequest] = []
-        self.tokens: dict[str, str] = {}  # access token -> grant type
-        self._scripted: list[_Scripted] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ------------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "FakeSalesforce":
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-salesforce", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> "FakeSalesforce":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        self._listen(host, port)
 
     # -- test controls --------------------------------------------------------------------------
 
     def fail_next(self, path_prefix: str, status: int, body: str | bytes | Any = "", *, headers: Mapping[str, str] | None = None, times: int = 1) -> None:
         """Answer the next `times` requests whose path starts with `path_prefix` with this."""
-        if isinstance(body, (dict, list)):
-            raw, ctype = json.dumps(body).encode(), "application/json;charset=UTF-8"
-        else:
-            raw = body.encode() if isinstance(body, str) else body
-            ctype = "text/html;charset=UTF-8" if raw.lstrip().startswith(b"<") else "application/json;charset=UTF-8"
-        hdrs = {"Content-Type": ctype, **dict(headers or {})}
-        with self._lock:
-            self._scripted.extend(_Scripted(path_prefix, status, raw, hdrs) for _ in range(times))
+        self.inject(status, body, path=path_prefix, headers=headers, times=times)
 
-    def expire_tokens(self) -> None:
-        """End every session: the next data call gets 401 INVALID_SESSION_ID."""
-        with self._lock:
-            self.tokens.clear()
-
-    def calls(self, path_prefix: str = "") -> list[RecordedRequest]:
+    def calls(self, path_prefix: str = "") -> list[RecordedRequest]:  # type: ignore[override]
+        """The requests whose path starts with `path_prefix`, in order (a list, unlike the other fakes)."""
         with self._lock:
             return [r for r in self.requests if r.path.startswith(path_prefix)]
 
     # -- request handling -----------------------------------------------------------------------
 
-    def _handler_class(self):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:  # keep test output clean
-                pass
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def _serve(self, method: str) -> None:
-                parts = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-                form = {}
-                if body and "x-www-form-urlencoded" in (self.headers.get("Content-Type") or ""):
-                    form = {k: v[-1] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
-                rec = RecordedRequest(method, parts.path, query, dict(self.headers.items()), form, body)
-                status, headers, payload = fake._dispatch(rec)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        return Handler
-
-    def _dispatch(self, rec: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
-        with self._lock:
-            self.requests.append(rec)
-            for i, s in enumerate(self._scripted):
-                if rec.path.startswith(s.path_prefix):
-                    del self._scripted[i]
-                    return s.status, dict(s.headers), s.body
+    def _route(self, rec: RecordedRequest) -> Response:
         try:
             if rec.path == "/services/oauth2/token" and rec.method == "POST":
                 return self._token(rec)
@@ -266,8 +190,8 @@ class FakeSalesforce:
             return self._error(exc.status, exc.code, exc.message)
 
     @staticmethod
-    def _json(status: int, body: Any, extra: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-        return status, {"Content-Type": "application/json;charset=UTF-8", **dict(extra or {})}, json.dumps(body).encode()
+    def _json(status: int, body: Any, extra: Mapping[str, str] | None = None) -> Response:
+        return status, body, dict(extra or {})
 
     def _error(self, status: int, code: str, message: str, extra: Mapping[str, str] | None = None):
         return self._json(status, [{"message": message, "errorCode": code}], extra)
@@ -288,8 +212,7 @@ class FakeSalesforce:
         else:
             return self._json(400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"})
         token = f"{ORG_ID}!AQ{secrets.token_urlsafe(24)}"
-        with self._lock:
-            self.tokens[token] = grant
+        self._issue_token(token, None)  # no expiry: sessions end by expire_tokens here
         body = {
             "access_token": token,
             "signature": secrets.token_urlsafe(32),
@@ -305,9 +228,7 @@ class FakeSalesforce:
 
     def _data(self, rec: RecordedRequest, version: str, path: str):
         auth = rec.headers.get("Authorization") or ""
-        with self._lock:
-            valid = auth.startswith("Bearer ") and auth[7:] in self.tokens
-        if not valid:
+        if not (auth.startswith("Bearer ") and self._token_valid(auth[7:])):
             return self._error(401, "INVALID_SESSION_ID", "Session expired or invalid")
         if version not in VERSIONS:
             return self._error(404, "NOT_FOUND", "The requested resource does not exist")
@@ -461,11 +382,7 @@ def _order(rows: list[dict], order: str | None) -> list[dict]:
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use
-    import sys
-
     fake = FakeSalesforce(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0).start()
-    print(f"fake Salesforce at {fake.url} client_id={fake.client_id} client_secret={fake.client_secret} refresh_token={fake.refresh_token}")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        fake.stop()
+    print(f"fake Salesforce at {fake.url} client_id={fake.client_id} client_secret={fake.client_secret} "
+          f"refresh_token={fake.refresh_token}", flush=True)
+    fake.serve_until_interrupted()

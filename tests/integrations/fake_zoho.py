@@ -19,7 +19,9 @@ Zoho's docs (see /work/shared/docs/crm/hubspot-salesforce-zoho.md, section 3):
 Access tokens are checked (``Authorization: Zoho-oauthtoken <token>``; issued tokens expire).
 Errors use Zoho's body ``{"code", "details", "message", "status": "error"}``: 401
 INVALID_TOKEN, 400 INVALID_MODULE, 404 INVALID_URL_PATTERN. Every request is recorded in
-`requests`; `inject` queues canned answers (429 TOO_MANY_REQUESTS, 500, HTML...). Used as::
+`requests` (path %-decoded); `inject` queues canned answers (429 TOO_MANY_REQUESTS, 500,
+HTML...) for requests whose method and path match ``method=``/``path=`` (fnmatch patterns). The
+server, recording and injection are `fake_crm.FakeCrmServer`'s. Used as::
 
     with FakeZoho(**sample_data()) as zoho:
         ... accounts_url=zoho.url, api_url=zoho.url ...
@@ -33,17 +35,16 @@ from __future__ import annotations
 import argparse
 import copy
 import fnmatch
-import itertools
-import json
 import re
 import secrets
-import threading
+import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Iterable, Mapping
-from urllib.parse import parse_qs, unquote, urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: find fake_crm
+from fake_crm import FakeCrmServer, RecordedRequest, Response  # noqa: E402
 
 __all__ = ["FakeZoho", "RecordedRequest", "sample_data", "CLIENT_ID", "CLIENT_SECRET", "REFRESH_TOKEN"]
 
@@ -61,22 +62,6 @@ PHONE_FIELDS = {
 }
 EMAIL_FIELDS = ("Email", "Secondary_Email")
 MINT_LIMIT, MINT_WINDOW_S = 10, 600.0
-_JSON = "application/json;charset=UTF-8"
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-    form: dict[str, list[str]] = field(default_factory=dict)
-
-    def arg(self, name: str) -> str | None:
-        """One query (or, for the token endpoint, form) parameter."""
-        values = self.query.get(name) or self.form.get(name)
-        return values[0] if values else None
 
 
 def sample_data() -> dict[str, Any]:
@@ -134,8 +119,11 @@ def _user(ref: Mapping[str, str], phone: str | None, mobile: str | None, role: s
     }
 
 
-class FakeZoho:
+class FakeZoho(FakeCrmServer):
     """The fake accounts server + CRM API; `start()`/`stop()` or use it as a context manager."""
+
+    thread_name = "fake-zoho"
+    unquote_path = True
 
     def __init__(
         self,
@@ -151,6 +139,7 @@ class FakeZoho:
         api_domain: str | None = None,
         credits_remaining: int | None = None,
     ):
+        super().__init__()
         self.records: dict[str, list[dict]] = {m: [] for m in MODULES}
         for module, items in (records or {}).items():
             self.records.setdefault(module, [])
@@ -163,46 +152,13 @@ class FakeZoho:
         self.access_token_ttl = access_token_ttl
         self._api_domain = api_domain
         self.credits_remaining = credits_remaining
-        self.tokens: dict[str, float] = {}  # token -> expiry (monotonic)
         self.mints: deque[float] = deque()
-        self.requests: list[RecordedRequest] = []
-        self._faults: list[dict] = []
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._seq = itertools.count(1)
 
     # -- control ------------------------------------------------------------------------------
 
-    def inject(self, status: int, body: Any = None, *, path: str = "*", method: str = "*",
-               headers: Mapping[str, str] | None = None, times: int = 1, delay_s: float = 0.0) -> None:
-        """Answer the next `times` requests matching `method`/`path` (fnmatch) with this instead."""
-        with self._lock:
-            self._faults.append({"status": status, "body": body, "path": path, "method": method.upper(),
-                                 "headers": dict(headers or {}), "times": times, "delay": delay_s})
-
-    def expire_tokens(self) -> None:
-        """Every issued access token is now expired (the next API call answers 401 INVALID_TOKEN)."""
-        with self._lock:
-            self.tokens.clear()
-
-    def calls(self, method: str | None = None, path: str | None = None) -> int:
-        return len(self.requests_to(method, path))
-
-    def requests_to(self, method: str | None = None, path: str | None = None) -> list[RecordedRequest]:
-        with self._lock:
-            return [r for r in self.requests if (method is None or r.method == method)
-                    and (path is None or fnmatch.fnmatchcase(r.path, path))]
-
-    def reset_requests(self) -> None:
-        with self._lock:
-            self.requests.clear()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def _path_matches(self, pattern: str, path: str) -> bool:
+        """`inject(path=...)` is an fnmatch pattern here ("/crm/*/Contacts/search")."""
+        return fnmatch.fnmatchcase(path, pattern)
 
     @property
     def api_domain(self) -> str:
@@ -214,85 +170,15 @@ class FakeZoho:
         return {"client_id": cid, "client_secret": secret, "refresh_token": refresh,
                 "accounts_url": self.url, "api_url": self.url}
 
-    def start(self, port: int = 0) -> "FakeZoho":
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802
-                fake._handle(self)
-
-            def do_POST(self) -> None:  # noqa: N802
-                fake._handle(self)
-
-            def log_message(self, *args) -> None:  # keep test output clean
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-zoho", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "FakeZoho":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     # -- HTTP ---------------------------------------------------------------------------------
 
-    def _handle(self, h: BaseHTTPRequestHandler) -> None:
-        parts = urlsplit(h.path)
-        length = int(h.headers.get("Content-Length") or 0)
-        body = h.rfile.read(length) if length else b""
-        form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True) \
-            if "application/x-www-form-urlencoded" in (h.headers.get("Content-Type") or "") else {}
-        r = RecordedRequest(h.command, unquote(parts.path), parse_qs(parts.query, keep_blank_values=True),
-                            {k: v for k, v in h.headers.items()}, body, form)
-        with self._lock:
-            self.requests.append(r)
-            fault = next((f for f in self._faults if f["times"] > 0 and f["method"] in ("*", r.method)
-                          and fnmatch.fnmatchcase(r.path, f["path"])), None)
-            if fault is not None:
-                fault["times"] -= 1
-        if fault is not None:
-            if fault["delay"]:
-                time.sleep(fault["delay"])
-            self._send(h, fault["status"], fault["body"], fault["headers"])
-            return
+    def _route(self, r: RecordedRequest) -> Response:
         try:
-            status, payload, headers = self._route(r)
+            return self._answer(r)
         except Exception as exc:  # a bug in the fake must show up as a 500, not a hang
-            status, payload, headers = 500, _error("INTERNAL_ERROR", f"fake_zoho: {type(exc).__name__}: {exc}"), {}
-        self._send(h, status, payload, headers)
+            return 500, _error("INTERNAL_ERROR", f"fake_zoho: {type(exc).__name__}: {exc}"), {}
 
-    def _send(self, h: BaseHTTPRequestHandler, status: int, body: Any, headers: Mapping[str, str]) -> None:
-        if body is None:
-            data, ctype = b"", None
-        elif isinstance(body, (bytes, str)):
-            data = body.encode() if isinstance(body, str) else body
-            ctype = "text/html;charset=UTF-8" if data.lstrip()[:1] == b"<" else _JSON
-        else:
-            data, ctype = json.dumps(body).encode(), _JSON
-        h.send_response(status)
-        if ctype and status != 204:
-            h.send_header("Content-Type", ctype)
-        for k, v in headers.items():
-            h.send_header(k, v)
-        h.send_header("Content-Length", str(0 if status == 204 else len(data)))
-        h.end_headers()
-        if status != 204 and data:
-            h.wfile.write(data)
-
-    def _route(self, r: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+    def _answer(self, r: RecordedRequest) -> Response:
         if r.path == "/oauth/v2/token":
             return (200, *self._token(r)) if r.method == "POST" else (405, {"error": "invalid_request"}, {})
         m = re.match(r"^/crm/(v[0-9]+(?:\.[0-9])?)/(.+)$", r.path)
@@ -339,19 +225,17 @@ class FakeZoho:
                 return {"error_description": "You have made too many requests continuously. Please try again after some time.",
                         "error": "Access Denied", "status": "failure"}, {}
             self.mints.append(now)
-            token = f"1000.{secrets.token_hex(16)}.{next(self._seq):04d}{secrets.token_hex(14)}"
-            self.tokens[token] = now + self.access_token_ttl
+        token = f"1000.{secrets.token_hex(16)}.{next(self._seq):04d}{secrets.token_hex(14)}"
+        self._issue_token(token, self.access_token_ttl)
         return {"access_token": token, "scope": SCOPE, "api_domain": self.api_domain,
                 "token_type": "Bearer", "expires_in": self.access_token_ttl}, {}
 
-    def _authenticate(self, r: RecordedRequest) -> tuple[int, Any, dict[str, str]] | None:
+    def _authenticate(self, r: RecordedRequest) -> Response | None:
         header = r.headers.get("Authorization") or r.headers.get("authorization") or ""
         scheme, _, token = header.partition(" ")
         if scheme != "Zoho-oauthtoken" or not token:
             return 401, _error("AUTHENTICATION_FAILURE", "Authentication failed"), {}
-        with self._lock:
-            expiry = self.tokens.get(token)
-        if expiry is None or expiry <= time.monotonic():
+        if not self._token_valid(token):
             return 401, _error("INVALID_TOKEN", "invalid oauth token"), {}
         return None
 
@@ -363,7 +247,7 @@ class FakeZoho:
             self.credits_remaining = max(0, self.credits_remaining - 1)
             return {"X-API-CREDITS-REMAINING": str(self.credits_remaining)}
 
-    def _users(self, r: RecordedRequest, rate: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+    def _users(self, r: RecordedRequest, rate: dict[str, str]) -> Response:
         kind = r.arg("type") or "AllUsers"
         if kind == "CurrentUser":
             found = [self.users[self.current_user]] if self.current_user in self.users else []
@@ -374,7 +258,7 @@ class FakeZoho:
         return 200, {"users": copy.deepcopy(found),
                      "info": {"per_page": 200, "count": len(found), "page": 1, "more_records": False}}, rate
 
-    def _search(self, module: str, r: RecordedRequest, rate: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+    def _search(self, module: str, r: RecordedRequest, rate: dict[str, str]) -> Response:
         criteria, email, phone, word = (r.arg(k) for k in ("criteria", "email", "phone", "word"))
         # Zoho's precedence when several are given: criteria, email, phone, word.
         if criteria:
@@ -462,11 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8091)
     args = parser.parse_args(argv)
     fake = FakeZoho(**sample_data()).start(args.port)
-    print(f"fake Zoho at {fake.url}: accounts_url and api_url; client_id={CLIENT_ID}")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        fake.stop()
+    print(f"fake Zoho at {fake.url}: accounts_url and api_url; client_id={CLIENT_ID}", flush=True)
+    fake.serve_until_interrupted()
 
 
 if __name__ == "__main__":
