@@ -1,7 +1,9 @@
 """Caches: connector answers (fresh, negative, stale-if-error), per-call plans, single-flight.
 
-All bounded (cachetools TTL caches) and thread-safe. Keys are ``<connector id>|<kind>:<value>``
-and hold no secrets.
+All bounded and thread-safe. Keys are ``<connector id>|<kind>:<value>`` and hold no secrets.
+The caches on the answer path (`LookupCache`, `CallPlans`) are `TTLMap`s read and written
+without a lock (see there); `TTLMemo` in integrations/support.py (owners, teams) uses
+cachetools.
 """
 
 from __future__ import annotations
@@ -12,13 +14,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Hashable, TypeVar
 
-from cachetools import TTLCache
-
 from routing.config import CacheSettings
 from routing.model import Match
 
 T = TypeVar("T")
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -31,49 +30,40 @@ class LookupCache:
     """Connector answers: positive (long), negative (short), and the last known owner (stale)."""
 
     def __init__(self, settings: CacheSettings, *, timer: Callable[[], float] = time.monotonic):
-        self._lock = threading.Lock()
-        self._positive: TTLCache = TTLCache(settings.max_entries, max(settings.positive_ttl_s, 0.001), timer=timer)
-        self._negative: TTLCache = TTLCache(max(10, settings.max_entries // 4), max(settings.negative_ttl_s, 0.001), timer=timer)
-        self._stale: TTLCache = TTLCache(settings.max_entries, max(settings.stale_max_age_s, 0.001), timer=timer)
+        self._positive = TTLMap(settings.max_entries, max(settings.positive_ttl_s, 0.001), timer)
+        self._negative = TTLMap(max(10, settings.max_entries // 4), max(settings.negative_ttl_s, 0.001), timer)
+        self._stale = TTLMap(settings.max_entries, max(settings.stale_max_age_s, 0.001), timer)
         self._enabled = settings.positive_ttl_s > 0, settings.negative_ttl_s > 0
 
     def fresh(self, key: str) -> Cached | None:
         """A fresh answer (found or not found), or None if we must ask the connector."""
-        with self._lock:
-            hit = self._positive.get(key)
-            if hit is None:
-                hit = self._negative.get(key)
-            return hit
+        hit = self._positive.get(key)
+        return hit if hit is not None else self._negative.get(key)
 
     def stale(self, key: str) -> Cached | None:
         """The last owner we knew for this key, for answering while the connector fails."""
-        with self._lock:
-            return self._stale.get(key)
+        return self._stale.get(key)
 
     def put(self, key: str, match: Match | None) -> None:
         entry = Cached(match, time.time())
-        with self._lock:
-            if match is None:
-                if self._enabled[1]:
-                    self._negative[key] = entry
-                self._positive.pop(key, None)
-                # the CRM no longer knows this customer: an outage must not revive the old owner
-                self._stale.pop(key, None)
-            else:
-                if self._enabled[0]:
-                    self._positive[key] = entry
-                self._negative.pop(key, None)
-                self._stale[key] = entry
+        if match is None:
+            if self._enabled[1]:
+                self._negative[key] = entry
+            self._positive.pop(key)
+            # the CRM no longer knows this customer: an outage must not revive the old owner
+            self._stale.pop(key)
+        else:
+            if self._enabled[0]:
+                self._positive[key] = entry
+            self._negative.pop(key)
+            self._stale[key] = entry
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._positive) + len(self._negative)
+        return len(self._positive) + len(self._negative)
 
     def clear(self) -> None:
-        with self._lock:
-            self._positive.clear()
-            self._negative.clear()
-            self._stale.clear()
+        for m in (self._positive, self._negative, self._stale):
+            m.clear()
 
 
 class SingleFlight(Generic[T]):
@@ -125,7 +115,7 @@ class CallPlans(Generic[T]):
     def __init__(self, maxsize: int, ttl_s: float, *, timer: Callable[[], float] = time.monotonic,
                  pack: Callable[[T], Any] = lambda p: p, unpack: Callable[[Any], T] = lambda p: p):
         self._lock = threading.Lock()
-        self._plans = _FifoTTL(maxsize, ttl_s, timer)
+        self._plans = TTLMap(maxsize, ttl_s, timer)
         # CallSid -> the claiming request's token, or an Event once another request waits
         self._pending: dict[str, object] = {}
         self._pack, self._unpack = pack, unpack
@@ -183,40 +173,48 @@ class CallPlans(Generic[T]):
         return len(self._plans)
 
 
-class _FifoTTL:
-    """A bounded TTL map for entries that all live equally long (per-call plans).
+class TTLMap:
+    """A bounded map whose entries all live `ttl_s`, read and written without a lock.
 
-    Entries are inserted in time order, so the oldest is both the first to expire and the
-    first to evict: a plain dict (insertion-ordered) does it at a tenth of TTLCache's cost per
-    insert, with no lock on the way in. Expired entries are skipped on read and dropped with
-    the oldest once the map is a tenth over its size.
+    With many requests in flight on one worker, every lock on the answer path becomes a GIL
+    hand-off that costs more than the lookup it guards (bench/RESULTS.md), and cachetools'
+    caches need one (a read may expire entries). Here each read and write is a single dict
+    operation, atomic under the GIL. Entries are kept in insertion order (a re-put moves to
+    the end), which is also expiry order, so once the map is a tenth over its size the oldest,
+    and any expired, go first. A lock serialises only that eviction.
     """
 
-    def __init__(self, maxsize: int, ttl_s: float, timer: Callable[[], float]):
-        self._data: dict[str, tuple[float, Any]] = {}
+    def __init__(self, maxsize: int, ttl_s: float, timer: Callable[[], float] = time.monotonic):
+        self._data: dict[Hashable, tuple[float, Any]] = {}
         self._maxsize = maxsize
         self._limit = maxsize + max(1, maxsize // 10)
         self._ttl = ttl_s
         self._timer = timer
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> Any:
+    def get(self, key: Hashable) -> Any:
         hit = self._data.get(key)
         if hit is None or hit[0] <= self._timer():
             return None
         return hit[1]
 
-    def __setitem__(self, key: str, value: Any) -> None:
+    def __setitem__(self, key: Hashable, value: Any) -> None:
+        self._data.pop(key, None)  # a re-put goes to the end: it is now the newest
         self._data[key] = (self._timer() + self._ttl, value)
         if len(self._data) > self._limit:
             self._evict()
 
+    def pop(self, key: Hashable) -> None:
+        self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()
+
     def _evict(self) -> None:
         with self._lock:
             now = self._timer()
-            # list(dict) copies the keys in C, without letting another thread in
-            keys = list(self._data)
-            excess = max(0, len(keys) - self._maxsize)
+            keys = list(self._data)  # list(dict) copies the keys in C, no other thread in between
+            excess = len(keys) - self._maxsize
             for key in keys:
                 hit = self._data.get(key)
                 if excess <= 0 and (hit is None or hit[0] > now):

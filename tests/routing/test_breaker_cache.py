@@ -121,3 +121,47 @@ def test_a_second_request_waits_for_the_first_requests_plan():
     assert plan is None and not claimed and isinstance(event, threading.Event)
     plans.publish("sid", "the plan")
     assert event.is_set() and plans.get("sid") == "the plan"
+
+
+def test_ttl_map_keeps_the_newest_and_expires_by_age():
+    from routing.cache import TTLMap
+
+    clock = Clock()
+    m = TTLMap(maxsize=10, ttl_s=60, timer=clock)
+    for i in range(10):
+        m[f"k{i}"] = i
+    m["k0"] = "again"  # a re-put is the newest now
+    m["k10"] = 10
+    m["k11"] = 11  # a tenth over the size: the oldest go
+    assert m.get("k0") == "again"
+    assert m.get("k1") is None and m.get("k2") is None
+    assert len(m) == 10
+    clock.t += 60
+    assert m.get("k0") is None and len(m) == 0
+
+
+def test_ttl_map_under_concurrent_writers_stays_bounded_and_consistent():
+    import threading
+
+    from routing.cache import TTLMap
+
+    m = TTLMap(maxsize=100, ttl_s=60)
+    errors = []
+
+    def hammer(n):
+        try:
+            for i in range(5000):
+                key = f"{n}-{i % 300}"
+                m[key] = i
+                got = m.get(key)
+                assert got is None or isinstance(got, int)
+                if i % 7 == 0:
+                    m.pop(key)
+        except Exception as exc:  # any RuntimeError from a dict changing under iteration
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors
+    assert len(m._data) <= 110
