@@ -254,6 +254,10 @@ class _Handler(BaseHTTPRequestHandler):
             f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
+        self._trickle(head, body)
+
+    def _trickle(self, head: bytes, body: bytes) -> None:
+        """Send `head` at once, then `body` one byte every trickle_interval."""
         self._stop_talking()
         if not self._raw(head):
             return
@@ -337,13 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
             "HTTP/1.1 302 Found\r\nLocation: /owner?phone=redirected\r\nContent-Type: text/html\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
-        self._stop_talking()
-        if not self._raw(head):
-            return
-        interval = self.server.owner.trickle_interval
-        for i in range(len(body)):
-            if not self._raw(body[i:i + 1]) or not self._wait(interval):
-                return
+        self._trickle(head, body)
 
     def _mode_reset(self, arg, nth, phone) -> None:
         self._stop_talking()
