@@ -19,7 +19,7 @@ import re
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 import requests
@@ -75,7 +75,6 @@ class Response:
     url: str
     elapsed_ms: float
     attempts: int = 1
-    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def text(self) -> str:

@@ -49,16 +49,6 @@ class Field:
     min: float | None = None
     max: float | None = None
 
-    def describe(self) -> str:
-        bits = [self.type.__name__]
-        if self.required:
-            bits.append("required")
-        if self.secret:
-            bits.append("secret, from env")
-        if self.default is not None:
-            bits.append(f"default {self.default!r}")
-        return f"{self.name} ({', '.join(bits)}): {self.help}"
-
 
 _TYPE_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false", list: "a list", dict: "a mapping"}
 

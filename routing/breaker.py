@@ -27,7 +27,6 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
-        self.opened_count = 0
 
     @property
     def state(self) -> str:
@@ -65,24 +64,15 @@ class CircuitBreaker:
         with self._lock:
             self._failures += 1
             if self._probing or (self._opened_at is None and self._failures >= self.threshold):
-                if self._opened_at is None or self._probing:
-                    self.opened_count += 1
-                    log.warning("breaker=%s open for %.0fs after %d consecutive failures", self.name, self.cooldown_s, self._failures)
+                log.warning("breaker=%s open for %.0fs after %d consecutive failures", self.name, self.cooldown_s, self._failures)
                 self._opened_at = self._clock()
                 self._probing = False
 
     def hold(self, seconds: float) -> None:
         """Open now for `seconds` (a Retry-After): asking again sooner only spends the quota."""
         with self._lock:
-            if self._opened_at is None:
-                self.opened_count += 1
             log.warning("breaker=%s open for %.0fs: the remote asked us to retry after that", self.name, seconds)
             self._opened_at = self._clock() - self.cooldown_s + seconds
-            self._probing = False
-
-    def release_probe(self) -> None:
-        """A probe ended without a verdict (e.g. abandoned): let another one through later."""
-        with self._lock:
             self._probing = False
 
     def snapshot(self) -> dict:

@@ -370,8 +370,6 @@ def _substitute(value: Any, environ: Mapping[str, str], key: str) -> Any:
 class _Validator:
     """Typed reads of one mapping, remembering which keys were used, naming the key on error."""
 
-    KNOWN_TOP = None
-
     def __init__(self, data: Mapping[str, Any], prefix: str = ""):
         self.data = data
         self.prefix = prefix

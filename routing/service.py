@@ -233,7 +233,7 @@ class RoutingService:
                 age = time.time() - stale.stored_at
                 trace.add(c.id, query.source, f"{outcome}+stale", ms(), f"{detail}; answered with the owner known {age / 60:.0f} min ago")
                 self.metrics.lookups.labels(c.id, "stale").inc()
-                return stale.match, "stale" if outcome != "breaker-open" else "stale", c.id
+                return stale.match, "stale", c.id
             trace.add(c.id, query.source, outcome, ms(), detail)
         return None, "not-found", None
 

@@ -7,7 +7,6 @@ Logged once per answer and sent back in the ``X-Dialwhom-Trace`` header, so an a
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
 
 from routing.phones import mask
@@ -30,10 +29,6 @@ def _mask_numberish(m: re.Match) -> str:
     if _IPV4.fullmatch(m.group()):  # a CRM host like 10.0.12.34 is no phone, and the admin needs it
         return m.group()
     return mask(re.sub("%2[bB]", "+", m.group()).replace("%20", " "))
-
-
-#: answer paths, from best to worst
-PATHS = ("repeat", "cache", "fresh", "stale", "breaker-open", "timeout", "error", "not-found", "no-key", "fallback")
 
 
 @dataclass
@@ -59,11 +54,9 @@ class Trace:
     notes: list[str] = field(default_factory=list)
     plan: str = ""
     elapsed_ms: float = 0.0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, connector: str, key: str, outcome: str, ms: float = 0.0, detail: str = "") -> None:
-        with self._lock:
-            self.steps.append(Step(connector, key, outcome, ms, detail))
+        self.steps.append(Step(connector, key, outcome, ms, detail))
 
     def header(self) -> str:
         """One line for the ``X-Dialwhom-Trace`` header (ASCII, no full numbers)."""
