@@ -104,23 +104,24 @@ class Settings:
     source: str = "<dict>"
     base_dir: Path = field(default_factory=Path.cwd)
 
+    def __post_init__(self) -> None:
+        # Lookups by owner identity and by number, derived once (the settings never change).
+        set_ = object.__setattr__  # frozen dataclass
+        set_(self, "_by_owner", {o.lower(): r for r in self.reps for o in r.owners})
+        by_phone: dict[str, Rep] = {}
+        for rep in self.reps:
+            for number in rep.phones:
+                by_phone.setdefault(number, rep)
+        set_(self, "_by_phone", by_phone)
+        set_(self, "known_numbers", frozenset(by_phone).union(n for nums in self.teams.values() for n in nums))
+
     def rep_for(self, identity: str) -> Rep | None:
         """The rep whose `owner` list holds `identity` (emails compared case-insensitively)."""
-        return self._rep_index().get(identity.lower())
-
-    def _rep_index(self) -> dict[str, Rep]:
-        index = self.__dict__.get("_index")
-        if index is None:
-            index = {o.lower(): r for r in self.reps for o in r.owners}
-            object.__setattr__(self, "_index", index)
-        return index
+        return self._by_owner.get(identity.lower())
 
     def rep_by_phone(self, number: str) -> Rep | None:
         """The rep who answers on `number`, if any."""
-        for rep in self.reps:
-            if number in rep.phones:
-                return rep
-        return None
+        return self._by_phone.get(number)
 
     def resolve_path(self, value: str) -> Path:
         """A path from config: absolute, or relative to the config file's folder."""

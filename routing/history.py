@@ -6,32 +6,26 @@ agent feature does, for `last_agent_days`.
 
 from __future__ import annotations
 
-import threading
 import time
 
-from cachetools import TTLCache
+from routing.cache import TTLMap
 
 
 class LastAgents:
     def __init__(self, days: float, maxsize: int = 100_000):
         self.enabled = days > 0
-        self._lock = threading.Lock()
-        self._agents: TTLCache = TTLCache(maxsize, max(days, 0.001) * 86400.0)
+        self._agents = TTLMap(maxsize, max(days, 0.001) * 86400.0)
 
     def record(self, caller: str, agent: str) -> None:
-        if not self.enabled:
-            return
-        with self._lock:
+        if self.enabled:
             self._agents[caller] = (agent, time.time())
 
     def get(self, caller: str | None) -> tuple[str, float] | None:
         """(agent number, age in seconds) or None."""
         if not self.enabled or not caller:
             return None
-        with self._lock:
-            hit = self._agents.get(caller)
+        hit = self._agents.get(caller)
         return None if hit is None else (hit[0], time.time() - hit[1])
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._agents)
+        return len(self._agents)

@@ -134,9 +134,7 @@ class RoutingService:
         plan = self.calls.get(call_sid) if call_sid else None
         if plan is not None:
             return agent in plan.numbers
-        known = {n for r in self.settings.reps for n in r.phones}
-        known.update(n for nums in self.settings.teams.values() for n in nums)
-        return agent in known
+        return agent in self.settings.known_numbers
 
     def fallback(self, req: ExotelRequest, deadline: Deadline) -> Decision:
         """The answer from config alone (Exotel's Fallback URL): never calls a connector."""
