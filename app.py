@@ -82,14 +82,10 @@ def _params() -> dict[str, str]:
     return params
 
 
-def _deadline() -> Deadline:
-    return Deadline.from_ms(_runtime().settings.budget_ms - ANSWER_RESERVE_MS)
-
-
 def _decide(endpoint: str):
     """The decision for this request, never an exception: a bug still gets the config's plan."""
     rt = _runtime()
-    deadline = _deadline()
+    deadline = Deadline.from_ms(rt.settings.budget_ms - ANSWER_RESERVE_MS)
     req = parse_request(_params(), rt.settings.default_region)
     try:
         decision = rt.service.fallback(req, deadline) if endpoint == "fallback" else rt.service.decide(req, deadline)

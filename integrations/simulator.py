@@ -277,24 +277,17 @@ def check_body(body: str) -> BodyCheck:
         findings.append(("warning", "whitespace (e.g. a newline) around the body; send only "
                          "the numbers"))
 
-    numbers: list[str] = []
-    invalid: list[str] = []
+    entries: list[str] = []
     for raw in stripped.split(","):
         entry = raw.strip()
         if not entry:
             findings.append(("warning", "empty entry (a trailing or doubled comma)"))
             continue
-        if E164_RE.match(entry) or SIP_RE.match(entry):
-            if entry != raw:
-                findings.append(("warning", f"whitespace around {entry!r}; separate numbers "
-                                 "with commas only"))
-            if entry in numbers:
-                findings.append(("warning", f"{entry} listed twice; Exotel dials each unique "
-                                 "number once"))
-            else:
-                numbers.append(entry)
-        else:
-            invalid.append(f"{entry!r}{_hint(entry)}")
+        if entry != raw and _dialable(entry):
+            findings.append(("warning", f"whitespace around {entry!r}; separate numbers "
+                             "with commas only"))
+        entries.append(entry)
+    numbers, invalid = _sort_entries(entries, findings)
     if invalid:
         # One violation per rejected answer, naming every bad value.
         findings.append(("violation", "not an E.164 number or sip: id: " + "; ".join(invalid)
@@ -341,21 +334,31 @@ def check_json_body(body: str) -> BodyCheck:
         return reject("no destination.numbers list", *findings)
     if not numbers:
         return reject("destination.numbers is empty", *findings)
-    accepted: list[str] = []
-    invalid: list[str] = []
-    for entry in numbers:
-        if isinstance(entry, str) and (E164_RE.match(entry) or SIP_RE.match(entry)):
-            if entry in accepted:
-                findings.append(("warning", f"{entry} listed twice; Exotel dials each unique "
-                                 "number once"))
-            else:
-                accepted.append(entry)
-        else:
-            invalid.append(f"{entry!r}{_hint(entry) if isinstance(entry, str) else ''}")
+    accepted, invalid = _sort_entries(numbers, findings)
     if invalid:
         return reject("not an E.164 number or sip: id in destination.numbers: "
                       + "; ".join(invalid), *findings)
     return BodyCheck(tuple(accepted), tuple(findings), fetch)
+
+
+def _dialable(entry: object) -> bool:
+    return isinstance(entry, str) and bool(E164_RE.match(entry) or SIP_RE.match(entry))
+
+
+def _sort_entries(entries: list, findings: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """(numbers Exotel would dial, once each, in order; descriptions of invalid entries);
+    a warning in `findings` for each duplicate."""
+    accepted: list[str] = []
+    invalid: list[str] = []
+    for entry in entries:
+        if not _dialable(entry):
+            invalid.append(f"{entry!r}{_hint(entry) if isinstance(entry, str) else ''}")
+        elif entry in accepted:
+            findings.append(("warning", f"{entry} listed twice; Exotel dials each unique "
+                             "number once"))
+        else:
+            accepted.append(entry)
+    return accepted, invalid
 
 
 def _hint(entry: str) -> str:
