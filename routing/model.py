@@ -42,8 +42,8 @@ class Owner:
     team: str | None = None
 
     def keys(self) -> list[str]:
-        """Identities to match against `reps[].owner` (case-insensitive for emails)."""
-        return [k for k in (self.id, self.email, self.email.lower() if self.email else None) if k]
+        """Identities to match against `reps[].owner` (`Settings.rep_for` ignores case)."""
+        return [k for k in (self.id, self.email) if k]
 
 
 @dataclass(frozen=True)
