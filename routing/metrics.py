@@ -2,56 +2,113 @@
 
 from __future__ import annotations
 
-import queue
+import bisect
 import threading
+from collections import deque
+from typing import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
-#: answers queued before the request that queues the next one applies them
+#: updates queued before the request that queues the next one applies them
 DRAIN_AT = 256
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 class Metrics:
+    """The service's metrics.
+
+    Answers and connector lookups are counted on the answer path of every request. A
+    prometheus_client Counter or Histogram takes a lock per update and `labels()` validates
+    its arguments each time; with many requests in flight on one worker that costs more than
+    the count. So a request only appends to a deque (atomic under the GIL); the queue is
+    tallied in batches into plain numbers, and always before a scrape, and a collector turns
+    the tallies into the usual counter and histogram series when Prometheus asks.
+    """
+
     def __init__(self):
         self.registry = CollectorRegistry()
-        self._children: dict[tuple[str, str], tuple] = {}
-        # Answers are counted through a queue: every prometheus_client update takes a lock,
-        # and with many requests in flight on one worker those hand-offs cost more than the
-        # count. The queue is applied in batches, and always before a scrape.
-        self._answers: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: deque[tuple[str, str, str, float | None]] = deque()
         self._drain_lock = threading.Lock()
-        self.decisions = Counter("dialwhom_decisions", "Answers given, by path", ["endpoint", "path"], registry=self.registry)
-        self.decision_seconds = Histogram("dialwhom_decision_seconds", "Time to answer", ["endpoint"], buckets=_BUCKETS, registry=self.registry)
-        self.lookups = Counter("dialwhom_connector_lookups", "Connector lookups by outcome", ["connector", "outcome"], registry=self.registry)
-        self.lookup_seconds = Histogram("dialwhom_connector_seconds", "Connector lookup time", ["connector"], buckets=_BUCKETS, registry=self.registry)
+        #: (kind, name, outcome) -> count; kind "answer": (endpoint, path), "lookup": (connector, outcome)
+        self._counts: dict[tuple[str, str, str], int] = {}
+        #: (kind, name) -> [bucket counts..., count in +Inf, sum]
+        self._times: dict[tuple[str, str], list[float]] = {}
+        self.registry.register(_Collector(self))
         self.breaker_open = Gauge("dialwhom_breaker_open", "1 while a connector's breaker is open or half-open", ["connector"], registry=self.registry)
         self.rate_limit_remaining = Gauge("dialwhom_rate_limit_remaining", "Last rate-limit remaining value a CRM reported", ["connector"], registry=self.registry)
 
     def decided(self, endpoint: str, path: str, seconds: float) -> None:
-        """Count one answer (applied in batches; see `_drain`)."""
-        self._answers.put((endpoint, path, seconds))
-        if self._answers.qsize() >= DRAIN_AT:
+        """Count one answer and its time."""
+        self._queue(("answer", endpoint, path, seconds))
+
+    def looked_up(self, connector: str, outcome: str, seconds: float | None = None) -> None:
+        """Count one connector lookup (a cache hit too); `seconds` when the connector was called."""
+        self._queue(("lookup", connector, outcome, seconds))
+
+    def _queue(self, item: tuple[str, str, str, float | None]) -> None:
+        self._pending.append(item)
+        if len(self._pending) >= DRAIN_AT:
             self._drain(wait=False)
 
     def _drain(self, *, wait: bool) -> None:
         if not self._drain_lock.acquire(blocking=wait):
-            return  # another request is applying them
+            return  # another request is tallying them
         try:
-            while True:
-                try:
-                    endpoint, path, seconds = self._answers.get_nowait()
-                except queue.Empty:
-                    return
-                children = self._children.get((endpoint, path))
-                if children is None:
-                    children = self._children[(endpoint, path)] = (
-                        self.decisions.labels(endpoint, path), self.decision_seconds.labels(endpoint))
-                children[0].inc()
-                children[1].observe(seconds)
+            counts, times = self._counts, self._times
+            while self._pending:
+                kind, name, outcome, seconds = self._pending.popleft()
+                key = (kind, name, outcome)
+                counts[key] = counts.get(key, 0) + 1
+                if seconds is not None:
+                    slots = times.get((kind, name))
+                    if slots is None:
+                        slots = times[(kind, name)] = [0] * (len(_BUCKETS) + 1) + [0.0]
+                    slots[bisect.bisect_left(_BUCKETS, seconds)] += 1  # bounds are inclusive (le)
+                    slots[-1] += seconds
         finally:
             self._drain_lock.release()
 
-    def render(self) -> bytes:
+    def tallies(self) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str], list[float]]]:
+        """Copies of the counts and times, everything queued included."""
         self._drain(wait=True)
+        with self._drain_lock:
+            return dict(self._counts), {k: list(v) for k, v in self._times.items()}
+
+    def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Collector:
+    """The tallies of `Metrics` as Prometheus series."""
+
+    SERIES = {
+        "answer": (("dialwhom_decisions", "Answers given, by path", ["endpoint", "path"]),
+                   ("dialwhom_decision_seconds", "Time to answer", ["endpoint"])),
+        "lookup": (("dialwhom_connector_lookups", "Connector lookups by outcome", ["connector", "outcome"]),
+                   ("dialwhom_connector_seconds", "Connector lookup time", ["connector"])),
+    }
+
+    def __init__(self, metrics: Metrics):
+        self._metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return []  # series appear with their first count; nothing to check names against at register time
+
+    def collect(self) -> Iterator[Metric]:
+        counts, times = self._metrics.tallies()
+        for kind, ((cname, chelp, clabels), (hname, hhelp, hlabels)) in self.SERIES.items():
+            counter = CounterMetricFamily(cname, chelp, labels=clabels)
+            for (k, name, outcome), n in sorted(counts.items()):
+                if k == kind:
+                    counter.add_metric([name, outcome], n)
+            histogram = HistogramMetricFamily(hname, hhelp, labels=hlabels)
+            for (k, name), slots in sorted(times.items()):
+                if k == kind:
+                    cumulative, buckets = 0, []
+                    for bound, n in zip((*map(str, _BUCKETS), "+Inf"), slots[:-1], strict=True):
+                        cumulative += n
+                        buckets.append((bound, cumulative))
+                    histogram.add_metric([name], buckets, slots[-1])
+            yield counter
+            yield histogram
