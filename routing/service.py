@@ -47,7 +47,7 @@ class LookupSource(Protocol):
     def lookup(self, query: Query, *, deadline: Deadline) -> Match | None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
     plan: Plan
     trace: Trace
@@ -67,6 +67,7 @@ class RoutingService:
         self.calls: CallPlans[Plan] = CallPlans(settings.cache.call_max_entries, settings.cache.call_ttl_s, pack=pack_plan, unpack=unpack_plan)
         self.flight: SingleFlight = SingleFlight()
         self.breakers = {c.id: CircuitBreaker(c.id, settings.breaker.failures, settings.breaker.cooldown_s) for c in self.connectors}
+        self._supports = {c.id: tuple(getattr(c, "supports", ("phone", "account"))) for c in self.connectors}
         self.metrics = metrics or Metrics()
         self._plan_memo: dict[tuple[int, str | None], tuple[Match, Plan]] = {}
         self.last_agents = LastAgents(settings.last_agent_days, settings.cache.max_entries)
@@ -142,8 +143,9 @@ class RoutingService:
         return self._finish(fallback_plan(self.settings, req.line), trace, deadline)
 
     def _finish(self, plan: Plan, trace: Trace, deadline: Deadline) -> Decision:
-        trace.plan = ",".join(s.why for s in plan.steps) or "empty"
-        trace.notes.extend(plan.notes)
+        trace.plan = plan.reasons
+        if plan.notes:
+            trace.notes.extend(plan.notes)
         trace.elapsed_ms = deadline.elapsed_ms()
         return Decision(plan, trace)
 
@@ -185,14 +187,17 @@ class RoutingService:
     def find(self, query: Query, deadline: Deadline, trace: Trace) -> tuple[Match | None, str, str | None]:
         """(match, path, connector id) for one key, asking every connector concurrently."""
         started = time.monotonic()
+        qkey = query.cache_key()
         pending: list[tuple[Any, str, Any]] = []
         for c in self.connectors:
-            if query.kind not in getattr(c, "supports", ("phone", "account")):
+            if query.kind not in self._supports[c.id]:
                 continue
-            key = f"{c.id}|{query.cache_key()}"
+            key = f"{c.id}|{qkey}"
             hit = self.cache.fresh(key)
             if hit is not None:
                 pending.append((c, key, hit))
+                if hit.match is not None:
+                    break  # connectors after this one cannot win over its answer: not worth a call
                 continue
             running = self.flight.running(key)
             if running is not None:  # join a call already made (e.g. the breaker's probe)
@@ -204,13 +209,16 @@ class RoutingService:
             fut, _ = self.flight.start(key, lambda c=c, key=key: self._executor.submit(self._fetch, c, query, key, deadline))
             pending.append((c, key, fut))
 
+        def ms() -> float:
+            return (time.monotonic() - started) * 1000.0
+
         for c, key, item in pending:
-            ms = lambda: (time.monotonic() - started) * 1000.0  # noqa: E731
             if item is None:
                 outcome, detail = "breaker-open", "skipped while the connector recovers"
             elif not isinstance(item, Future):
-                self.metrics.lookups.labels(c.id, "cache-hit" if item.match else "cache-negative").inc()
-                trace.add(c.id, query.source, "cache-hit" if item.match else "cache-negative", ms())
+                outcome = "cache-hit" if item.match else "cache-negative"
+                self.metrics.looked_up(c.id, outcome)
+                trace.add(c.id, query.source, outcome, ms())
                 if item.match is not None:
                     return item.match, "cache", c.id
                 continue
@@ -230,7 +238,7 @@ class RoutingService:
             if stale is not None and stale.match is not None:
                 age = time.time() - stale.stored_at
                 trace.add(c.id, query.source, f"{outcome}+stale", ms(), f"{detail}; answered with the owner known {age / 60:.0f} min ago")
-                self.metrics.lookups.labels(c.id, "stale").inc()
+                self.metrics.looked_up(c.id, "stale")
                 return stale.match, "stale", c.id
             trace.add(c.id, query.source, outcome, ms(), detail)
         return None, "not-found", None
@@ -262,8 +270,7 @@ class RoutingService:
             raise ConnectorError(f"{connector.id}: internal error {type(exc).__name__}", connector=connector.id) from None
         finally:
             elapsed = time.monotonic() - t0
-            self.metrics.lookups.labels(connector.id, outcome).inc()
-            self.metrics.lookup_seconds.labels(connector.id).observe(elapsed)
+            self.metrics.looked_up(connector.id, outcome, elapsed)
         breaker.success()
         self.cache.put(key, match)
         return _Found(match, elapsed * 1000.0)
