@@ -14,6 +14,7 @@ Rules, in order of precedence:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from routing.config import Settings
 from routing.model import Match
@@ -39,7 +40,23 @@ class Plan:
 
     def body(self) -> str:
         """The text/plain answer Exotel expects."""
-        return ",".join(self.numbers)
+        return self._body
+
+    # A plan is immutable and a cached caller's plan is reused (RoutingService._plan_for), so
+    # what every answer derives from it is worked out once.
+    @cached_property
+    def _body(self) -> str:
+        return ",".join(s.number for s in self.steps)
+
+    @cached_property
+    def reasons(self) -> str:
+        """Why each number is there, in order (``owner,team:north,fallback``), for the trace."""
+        return ",".join(s.why for s in self.steps) or "empty"
+
+    @cached_property
+    def packed(self) -> tuple:
+        """See `pack_plan`."""
+        return (tuple((s.number, s.why) for s in self.steps), self.owner_known, self.team, tuple(self.notes))
 
     def summary(self) -> str:
         """The plan for logs: reasons with masked numbers."""
@@ -52,7 +69,7 @@ def pack_plan(plan: Plan) -> tuple:
     Thousands of per-call plans are kept for repeat requests; as objects they would all be
     walked by every full collection, which holds the GIL while every request waits.
     """
-    return (tuple((s.number, s.why) for s in plan.steps), plan.owner_known, plan.team, tuple(plan.notes))
+    return plan.packed
 
 
 def unpack_plan(packed: tuple) -> Plan:

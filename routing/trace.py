@@ -31,7 +31,7 @@ def _mask_numberish(m: re.Match) -> str:
     return mask(re.sub("%2[bB]", "+", m.group()).replace("%20", " "))
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
     connector: str
     key: str  # "caller", "custom_field", "digits"
@@ -44,7 +44,7 @@ class Step:
         return f"{self.connector}[{self.key}]={self.outcome} {self.ms:.0f}ms{extra}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Trace:
     call_sid: str | None = None
     path: str = "no-key"
@@ -60,15 +60,19 @@ class Trace:
 
     def header(self) -> str:
         """One line for the ``X-Dialwhom-Trace`` header (ASCII, no full numbers)."""
-        parts = [f"path={self.path}"]
+        parts = ["path=" + self.path]
         if self.key:
-            parts.append(f"key={self.key}")
+            parts.append("key=" + self.key)
         if self.connector:
-            parts.append(f"via={self.connector}")
-        parts += [s.short().replace(";", ",") for s in self.steps]
-        parts.append(f"plan={self.plan}")
+            parts.append("via=" + self.connector)
+        for s in self.steps:
+            parts.append(s.short().replace(";", ","))
+        parts.append("plan=" + self.plan)
         parts.append(f"{self.elapsed_ms:.0f}ms")
-        return "; ".join(parts).encode("ascii", "replace").decode()[:1500]
+        text = "; ".join(parts)
+        if not text.isascii():
+            text = text.encode("ascii", "replace").decode()
+        return text[:1500]
 
     def log_line(self, caller: str | None) -> str:
         """The one log line per answer."""
