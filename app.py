@@ -28,6 +28,7 @@ log = logging.getLogger("dialwhom")
 #: time kept back from the budget to write the answer
 ANSWER_RESERVE_MS = 25
 TRACE_HEADER = "X-Dialwhom-Trace"
+TEXT = "text/plain; charset=utf-8"
 
 exotel = Blueprint("exotel", __name__)
 ops = Blueprint("ops", __name__)
@@ -39,6 +40,8 @@ def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]
     _setup_logging(runtime.settings.log_level)
     app = Flask(__name__)
     app.extensions["dialwhom"] = runtime
+    if runtime.settings.tokens:  # no hook at all when there is nothing to check
+        app.before_request_funcs.setdefault(exotel.name, []).append(_check_token)
     app.register_blueprint(exotel)
     app.register_blueprint(ops)
     log.info(
@@ -56,17 +59,12 @@ def _runtime() -> Runtime:
 
 
 def _text(body: str, status: int = 200, trace: str | None = None) -> Response:
-    resp = Response(body, status=status, mimetype="text/plain")
-    if trace:
-        resp.headers[TRACE_HEADER] = trace
-    return resp
+    return Response(body, status, {TRACE_HEADER: trace} if trace else None, content_type=TEXT)
 
 
-@exotel.before_request
 def _check_token() -> Response | None:
+    """Before every Exotel endpoint, when the config sets `token` (registered by `create_app`)."""
     tokens = _runtime().settings.tokens
-    if not tokens:
-        return None
     given = _params().get("token", "")
     ok = False
     for tok in tokens:  # compare with every token, in constant time, so timing tells nothing
@@ -76,9 +74,13 @@ def _check_token() -> Response | None:
 
 def _params() -> dict[str, str]:
     """The parameters we read, decoded once per request (see `read_query`)."""
-    params = request.environ.get("dialwhom.params")
+    environ = request.environ
+    params = environ.get("dialwhom.params")
     if params is None:
-        params = request.environ["dialwhom.params"] = read_query(request.query_string.decode("utf-8", "replace"))
+        query = environ.get("QUERY_STRING", "")
+        if not query.isascii():  # WSGI gives the raw bytes as latin-1; Exotel sends UTF-8
+            query = query.encode("latin-1").decode("utf-8", "replace")
+        params = environ["dialwhom.params"] = read_query(query)
     return params
 
 
@@ -129,9 +131,7 @@ def connect() -> Response:
     if not numbers:
         return _text("no number to ring: add 'fallback' numbers to the config\n", 503, decision.trace.header())
     doc = {"fetch_after_attempt": False, "destination": {"numbers": numbers}}
-    resp = Response(json.dumps(doc), mimetype="application/json")
-    resp.headers[TRACE_HEADER] = decision.trace.header()
-    return resp
+    return Response(json.dumps(doc), 200, {TRACE_HEADER: decision.trace.header()}, mimetype="application/json")
 
 
 @exotel.route("/exotel/passthru", methods=["GET", "POST"])

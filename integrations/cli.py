@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -184,7 +185,7 @@ def cmd_lookup(args) -> int:
             "path": decision.trace.path,
             "key": decision.trace.key,
             "connector": decision.trace.connector,
-            "steps": [vars(s) for s in decision.trace.steps],
+            "steps": [dataclasses.asdict(s) for s in decision.trace.steps],
             "notes": decision.trace.notes,
             "elapsed_ms": round(decision.trace.elapsed_ms, 1),
         }, indent=1))
