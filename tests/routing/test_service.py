@@ -357,3 +357,25 @@ def test_trace_header_and_log_line_mask_the_caller(make):
     for text in (header, line):
         assert "9876543210" not in text
     assert "+91*******210" in line
+
+
+def test_a_cached_match_of_the_first_connector_asks_no_connector_after_it(make):
+    first = Fake("first", {f"phone:{CALLER}": owned_by("asha@example.com")})
+    second = Fake("second", {f"phone:{CALLER}": owned_by("meera@example.com")})
+    svc = make(first, second)
+    ask(svc, CallSid="c1", CallFrom="09876543210")  # both asked: nothing cached yet
+    svc.cache.clear()
+    svc.cache.put(f"first|phone:{CALLER}", owned_by("asha@example.com"))  # only the first is cached
+    d = ask(svc, CallSid="c2", CallFrom="09876543210")
+    assert d.plan.numbers == ASHA_PLAN and d.trace.path == "cache"
+    assert len(first.calls) == 1 and len(second.calls) == 1  # the second was not asked again
+
+
+def test_a_cached_miss_of_the_first_connector_still_asks_the_next(make):
+    first = Fake("first")
+    second = Fake("second", {f"phone:{CALLER}": owned_by("meera@example.com")})
+    svc = make(first, second)
+    svc.cache.put(f"first|phone:{CALLER}", None)
+    d = ask(svc, CallSid="c1", CallFrom="09876543210")
+    assert d.plan.numbers == MEERA_PLAN and [s.outcome for s in d.trace.steps] == ["cache-negative", "found"]
+    assert len(first.calls) == 0 and len(second.calls) == 1
