@@ -7,7 +7,7 @@ shared HTTP layer (`integrations.http`), so the framework can tell the cases apa
     ├── ConnectorUnavailable       retryable: connection refused/reset, 5xx
     │   ├── ConnectorTimeout       no (complete) answer before the deadline or the read timeout
     │   └── RateLimited            429 or a vendor's limit answer; `retry_after` in seconds
-    ├── AuthError                  401/403 that a token refresh did not cure: fix credentials
+    ├── AuthError                  401/403 that a token refresh did not (or cannot) cure: fix credentials
     └── BadResponse                an answer we cannot use: HTML, invalid JSON, wrong shape, too big
 
 `ConfigError` (from `routing.config`, re-exported here) is raised when a connector is built

@@ -6,13 +6,16 @@ trickles a byte a second would defeat them; the body is read in small pieces wit
 timeout reset to the time left before each read. Bodies are capped. Retryable failures
 (connection errors, timeouts, 5xx, 429) are retried with tenacity, exponential backoff with
 jitter, only while the deadline leaves room; a `Retry-After` longer than the time left ends the
-call at once. A 401 makes one token refresh when the connector has a token provider. Every
-transport failure is translated into `integrations.errors` here and nowhere else.
+call at once. A 401 that a new token can cure (the connector's `refreshable` hook decides) makes
+one token refresh when the connector has a token provider; the refused token is named, so a burst
+of 401s for one expired token refreshes it once. Every transport failure is translated into
+`integrations.errors` here and nowhere else.
 """
 
 from __future__ import annotations
 
 import email.utils
+import inspect
 import json
 import logging
 import re
@@ -61,8 +64,14 @@ class TokenProvider(Protocol):
     def auth_headers(self, deadline: Deadline) -> Mapping[str, str]:
         """Headers carrying a valid token, fetching one if none is cached."""
 
-    def invalidate(self) -> None:
-        """Forget the cached token (called once on a 401 before the single retry)."""
+    def invalidate(self, token: str | None = None) -> None:
+        """Forget the cached token, called once on a curable 401 before the single retry.
+
+        `token` is the refused one, read from the request's ``Authorization`` header (the part
+        after the scheme); forget the cache only if it still holds that token, so concurrent 401s
+        for one expired token cause one refresh. None: forget unconditionally. A provider whose
+        `invalidate` takes no argument still works (it is called without one).
+        """
 
 
 @dataclass
@@ -94,7 +103,17 @@ class Response:
 
 
 class HttpClient:
-    """One connector's HTTP calls: pooled, deadline-bound, retried, translated."""
+    """One connector's HTTP calls: pooled, deadline-bound, retried, translated.
+
+    Connector hooks, both optional:
+
+    - `refreshable(resp) -> bool` is asked about a 401 when a `token_provider` is set and the
+      token has not been refreshed yet in this attempt: True (the default for every 401 when the
+      hook is not given) invalidates the refused token and repeats the call once with a new one;
+      False makes the 401 final at once, with no token fetch (e.g. a missing scope).
+    - `classify(resp) -> ConnectorError | None` then sees the final answer, whatever its
+      status: an error it returns is raised; None falls back to the generic status mapping.
+    """
 
     def __init__(
         self,
@@ -106,6 +125,7 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         token_provider: TokenProvider | None = None,
         classify: Callable[[Response], ConnectorError | None] | None = None,
+        refreshable: Callable[[Response], bool] | None = None,
     ):
         self.connector_id = connector_id
         self.timeout_s = timeout_s
@@ -113,6 +133,7 @@ class HttpClient:
         self.max_body = max_body
         self.token_provider = token_provider
         self.classify = classify
+        self.refreshable = refreshable
         self.session = _NoRedirectSession()
         adapter = _DeadlineAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
         self.session.mount("http://", adapter)
@@ -146,7 +167,8 @@ class HttpClient:
         """Make the call, retrying what is retryable while time allows.
 
         Statuses in `ok` are returned; everything else becomes a connector error. With
-        `auth`, the token provider's headers are added and a 401 refreshes the token once.
+        `auth`, the token provider's headers are added and a curable 401 refreshes the token
+        once (see the class docstring).
         """
         attempts = 0
 
@@ -198,15 +220,18 @@ class HttpClient:
         provider = self.token_provider if auth else None
         for refreshed in (False, True):
             merged = dict(headers or {})
-            if provider is not None:
-                merged.update(provider.auth_headers(deadline))
+            sent: Mapping[str, str] = provider.auth_headers(deadline) if provider is not None else {}
+            merged.update(sent)
             resp = self._once(method, url, deadline, params, json_body, data, merged)
-            if resp.status == 401 and provider is not None and not refreshed:
+            if resp.status == 401 and provider is not None and not refreshed and self._curable(resp):
                 log.info("connector=%s got 401; refreshing the token once", self.connector_id)
-                provider.invalidate()
+                _invalidate(provider, _sent_token(sent))
                 continue
             return self._check(resp, ok)
         raise AssertionError("unreachable")
+
+    def _curable(self, resp: Response) -> bool:
+        return self.refreshable is None or bool(self.refreshable(resp))
 
     def _check(self, resp: Response, ok: tuple[int, ...]) -> Response:
         if self.classify is not None:
@@ -290,6 +315,26 @@ class HttpClient:
                 raise ConnectorTimeout(f"{self.connector_id}: body from {_safe_url(raw.url)} not complete in time", connector=self.connector_id) from None
             raise ConnectorUnavailable(f"{self.connector_id}: connection broke while reading: {_reason(exc)}", connector=self.connector_id) from None
         return b"".join(chunks)
+
+
+def _sent_token(headers: Mapping[str, str]) -> str | None:
+    """The token an ``Authorization: <scheme> <token>`` header carried, or None."""
+    for name, value in headers.items():
+        if name.lower() == "authorization" and value:
+            return value.split(None, 1)[-1].strip()
+    return None
+
+
+def _invalidate(provider: TokenProvider, token: str | None) -> None:
+    """`provider.invalidate(token)`; providers written before the argument existed get none."""
+    try:
+        inspect.signature(provider.invalidate).bind(token)
+    except TypeError:  # `invalidate(self)`: forgets whatever it holds, as before
+        provider.invalidate()  # type: ignore[call-arg]
+    except ValueError:  # no signature to inspect (a C function): assume the current protocol
+        provider.invalidate(token)
+    else:
+        provider.invalidate(token)
 
 
 _current = threading.local()

@@ -188,6 +188,7 @@ class HubSpotConnector(Connector):
             headers=headers,
             token_provider=self.token,
             classify=self._classify,
+            refreshable=self._refreshable,
         )
 
     def _fetch_token(self, deadline: Deadline) -> tuple[str, float | None]:
@@ -218,6 +219,13 @@ class HubSpotConnector(Connector):
         except (TypeError, ValueError):
             ttl = None
         return token, ttl
+
+    @staticmethod
+    def _refreshable(resp: Response) -> bool:
+        """A 401 is an expired or revoked OAuth token unless it names missing scopes."""
+        info = _error_body(resp)
+        ctx = info.get("context") if isinstance(info.get("context"), dict) else {}
+        return str(info.get("category") or "").upper() != "MISSING_SCOPES" and not (ctx.get("requiredScopes") or ctx.get("missingScopes"))
 
     def _classify(self, resp: Response) -> ConnectorError | None:
         """HubSpot's error bodies say more than the status: keep the category, policy, scopes."""

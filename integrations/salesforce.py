@@ -233,7 +233,7 @@ class SalesforceConnector(Connector):
     def make_http(self) -> HttpClient:
         return HttpClient(
             self.id, timeout_s=self.context.timeout_s, retries=self.context.retries,
-            token_provider=self.token, classify=self._classify,
+            token_provider=self.token, classify=self._classify, refreshable=self._refreshable,
         )
 
     # -- auth -----------------------------------------------------------------------------------
@@ -287,6 +287,13 @@ class SalesforceConnector(Connector):
         assert self._instance_url is not None
         return f"{self._instance_url}/services/data/{self.api_version}/{path}"
 
+    @staticmethod
+    def _refreshable(resp: Response) -> bool:
+        """A 401 INVALID_SESSION_ID (expired or revoked session) is cured by a new token; a 401
+        with another Salesforce error code is not. An answer without a code gets the one refresh."""
+        names = {c for c, _ in _error_codes(resp)}
+        return not names or "INVALID_SESSION_ID" in names
+
     def _classify(self, resp: Response) -> ConnectorError | None:
         """Salesforce's own error codes, before the generic status mapping."""
         if resp.status < 400:
@@ -305,8 +312,8 @@ class SalesforceConnector(Connector):
             return AuthError(f"{self.id}: session refused even after re-authenticating ({detail}); check the connected app's policies and the user's API access", status=401)
         if resp.status == 404 and "/services/data/" in resp.url:
             return BadResponse(f"{self.id}: HTTP 404 from Salesforce ({detail or 'not found'}); is api_version {self.api_version} offered by this org?", status=404)
-        if resp.status in (400, 403) and codes:
-            kind = AuthError if resp.status == 403 else BadResponse
+        if resp.status in (400, 401, 403) and codes:
+            kind = AuthError if resp.status in (401, 403) else BadResponse
             return kind(f"{self.id}: HTTP {resp.status} from Salesforce: {detail}", status=resp.status)
         return None
 

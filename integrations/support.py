@@ -26,7 +26,8 @@ class CachedToken:
 
     `fetch(deadline)` returns ``(token, expires_in_seconds_or_None)``; it runs at most once at a
     time (other threads wait for it), and again only after expiry or `invalidate()` (a 401).
-    `header(token)` builds the auth headers (``Bearer`` by default).
+    `header(token)` builds the auth headers (``Bearer`` by default); keep them in the form
+    ``Authorization: <scheme> <token>``, which is how the HTTP layer names a refused token.
     """
 
     def __init__(

@@ -420,6 +420,135 @@ def test_auth_false_sends_no_token(fault_server, clients, token):
     assert token.fetches == 0 and fault_server.auth_headers == [None]
 
 
+# --- which 401s refresh, and how often --------------------------------------------------------------
+
+OWNER_URL = "http://crm.test/owner"
+
+
+def _vendor_refreshable(resp) -> bool:
+    """Like Zoho: only an expired token is cured by a new one, never a missing scope."""
+    return b"INVALID_TOKEN" in resp.body
+
+
+def _warm(token) -> None:
+    token.token(Deadline(1.0))  # the first token exists before the call under test
+    token.fetches = 0
+
+
+@responses.activate
+def test_a_401_refreshable_says_no_to_is_final_with_no_token_fetch(clients, token):
+    _warm(token)
+    responses.get(OWNER_URL, status=401, json={"code": "OAUTH_SCOPE_MISMATCH"})
+    c = clients(token_provider=token, refreshable=_vendor_refreshable, retries=3)
+    err = timed(lambda: c.get_json(OWNER_URL, deadline=Deadline(1.0))).raises(AuthError)
+    assert err.status == 401
+    assert token.fetches == 0
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_curable_401_makes_exactly_one_refresh_and_one_retry(clients, token):
+    _warm(token)
+    responses.get(OWNER_URL, status=401, json={"code": "INVALID_TOKEN"})
+    responses.get(OWNER_URL, json={"owner": {"id": "u-17"}})
+    seen = []
+
+    def refreshable(resp):
+        seen.append(resp.status)
+        return _vendor_refreshable(resp)
+
+    c = clients(token_provider=token, refreshable=refreshable, retries=3)
+    out = timed(lambda: c.get_json(OWNER_URL, deadline=Deadline(1.0)))
+    assert out.error is None and out.value == {"owner": {"id": "u-17"}}
+    assert token.fetches == 1
+    assert [call.request.headers["Authorization"] for call in responses.calls] == ["Bearer t1", "Bearer t2"]
+    assert seen == [401]
+
+
+@responses.activate
+def test_a_curable_401_twice_is_final_after_one_refresh(clients, token):
+    _warm(token)
+    responses.get(OWNER_URL, status=401, json={"code": "INVALID_TOKEN"})
+    c = clients(token_provider=token, refreshable=_vendor_refreshable, classify=lambda r: None, retries=3)
+    timed(lambda: c.get_json(OWNER_URL, deadline=Deadline(1.0))).raises(AuthError)
+    assert token.fetches == 1
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_classify_sees_the_401_that_is_not_refreshed(clients, token):
+    _warm(token)
+    responses.get(OWNER_URL, status=401, json={"code": "OAUTH_SCOPE_MISMATCH"})
+    c = clients(token_provider=token, refreshable=_vendor_refreshable,
+                classify=lambda r: AuthError("scope missing: grant X") if r.status == 401 else None)
+    err = timed(lambda: c.get_json(OWNER_URL, deadline=Deadline(1.0))).raises(AuthError)
+    assert str(err) == "scope missing: grant X" and err.connector == "crm"
+    assert token.fetches == 0 and len(responses.calls) == 1
+
+
+@responses.activate
+def test_concurrent_401s_for_one_expired_token_make_one_token_fetch(clients, token):
+    """N threads send t1 and all get their 401 together: one refresh serves them all."""
+    n = 6
+    _warm(token)
+    barrier = threading.Barrier(n, timeout=3)
+
+    def answer(request):
+        if request.headers["Authorization"] == "Bearer t1":
+            barrier.wait()  # every thread has sent the old token before any learns it is refused
+            return 401, {}, '{"code": "INVALID_TOKEN"}'
+        return 200, {}, '{"owner": {"id": "u-17"}}'
+
+    responses.add_callback(responses.GET, OWNER_URL, callback=answer, content_type="application/json")
+    c = clients(token_provider=token, refreshable=_vendor_refreshable)
+    results: list = []
+
+    def call() -> None:
+        results.append(timed(lambda: c.get_json(OWNER_URL, deadline=Deadline(2.0))))
+
+    threads = [threading.Thread(target=call) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert [r.error for r in results] == [None] * n
+    assert token.fetches == 1 and token.issued == ["t1", "t2"]
+    sent = [call.request.headers["Authorization"] for call in responses.calls]
+    assert sorted(sent) == ["Bearer t1"] * n + ["Bearer t2"] * n
+
+
+def test_cached_token_invalidate_forgets_only_the_refused_token(token):
+    assert token.token(Deadline(1.0)) == "t1"
+    token.invalidate("t0")  # refused long ago: t1 stays
+    assert token.token(Deadline(1.0)) == "t1" and token.fetches == 1
+    token.invalidate("t1")
+    assert token.token(Deadline(1.0)) == "t2" and token.fetches == 2
+    token.invalidate()
+    assert token.token(Deadline(1.0)) == "t3"
+
+
+@responses.activate
+def test_a_provider_whose_invalidate_takes_no_token_still_refreshes(clients):
+    class OldProvider:
+        def __init__(self):
+            self.current, self.invalidated = "a", 0
+
+        def auth_headers(self, deadline):
+            return {"Authorization": f"Bearer {self.current}"}
+
+        def invalidate(self):
+            self.invalidated += 1
+            self.current = "b"
+
+    provider = OldProvider()
+    responses.get(OWNER_URL, status=401, json={})
+    responses.get(OWNER_URL, json={"owner": {"id": "u-17"}})
+    out = timed(lambda: clients(token_provider=provider).get_json(OWNER_URL, deadline=Deadline(1.0)))
+    assert out.error is None
+    assert provider.invalidated == 1
+    assert [call.request.headers["Authorization"] for call in responses.calls] == ["Bearer a", "Bearer b"]
+
+
 # --- classify -----------------------------------------------------------------------------------
 
 

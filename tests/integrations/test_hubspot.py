@@ -418,6 +418,19 @@ def test_oauth_second_401_is_an_auth_error_without_more_refreshes(hub):
     assert [path_of(x) for x in hub.calls] == ["/oauth/v3/token", "/crm/v3/objects/contacts/search"] * 2
 
 
+def test_oauth_401_naming_missing_scopes_gets_no_new_token(hub):
+    hub.post(TOKEN_URL, json={"access_token": "at-1", "expires_in": 1800})
+    hub.post(CONTACTS, status=401, json={
+        "status": "error", "category": "MISSING_SCOPES", "message": "This app hasn't been granted all required scopes to make this call.",
+        "context": {"requiredScopes": ["crm.objects.contacts.read"]}})
+    c = oauth()
+    with pytest.raises(AuthError) as exc:
+        c.lookup(phone(), deadline=deadline())
+    assert "crm.objects.contacts.read" in str(exc.value)
+    assert [path_of(x) for x in hub.calls] == ["/oauth/v3/token", "/crm/v3/objects/contacts/search"]
+    assert c.token.fetches == 1
+
+
 def test_oauth_bad_refresh_token_is_an_auth_error(hub):
     hub.post(TOKEN_URL, status=400, json={"error": "invalid_grant", "error_description": "refresh token is invalid, expired or revoked",
                                           "status": "BAD_REFRESH_TOKEN", "message": "missing or invalid refresh token"})

@@ -7,8 +7,10 @@ against `fake_salesforce`, a real local HTTP server.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -278,6 +280,41 @@ def test_invalid_session_twice_is_auth_error(rsps):
     with pytest.raises(AuthError, match="INVALID_SESSION_ID"):
         make().lookup(phone(), deadline=dl())
     assert len(calls_to(rsps, SEARCH_URL)) == 2 and len(calls_to(rsps, TOKEN_URL)) == 2
+
+
+def test_401_with_another_error_code_is_auth_error_without_a_new_token(rsps):
+    cc_token(rsps, TOK1)
+    rsps.get(SEARCH_URL, status=401, json=sf_error("INVALID_AUTH_HEADER", "INVALID_HEADER_TYPE"))
+    with pytest.raises(AuthError, match="INVALID_AUTH_HEADER"):
+        make(retries=3).lookup(phone(), deadline=dl())
+    assert len(calls_to(rsps, SEARCH_URL)) == 1 and len(calls_to(rsps, TOKEN_URL)) == 1
+
+
+def test_concurrent_invalid_session_401s_make_one_refresh(rsps):
+    """Lookups that all sent the expired token share one new one."""
+    n = 4
+    cc_token(rsps, TOK1)
+    cc_token(rsps, TOK2)
+    barrier = threading.Barrier(n, timeout=3)
+
+    def search(request):
+        if request.headers["Authorization"] == f"Bearer {TOK1}":
+            barrier.wait()  # all lookups have sent TOK1 before any hears it expired
+            return 401, {}, json.dumps(sf_error("INVALID_SESSION_ID", "Session expired or invalid"))
+        return 200, {}, json.dumps({"searchRecords": []})
+
+    rsps.add_callback(responses.GET, SEARCH_URL, callback=search, content_type="application/json")
+    c = make()
+    c.token.token(dl())
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(c.lookup(phone(), deadline=dl()))) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert results == [None] * n
+    assert len(calls_to(rsps, TOKEN_URL)) == 2
+    assert sorted(c.request.headers["Authorization"] for c in calls_to(rsps, SEARCH_URL)) == [f"Bearer {TOK1}"] * n + [f"Bearer {TOK2}"] * n
 
 
 # -- search and owners ----------------------------------------------------------------------------
