@@ -176,8 +176,8 @@ class ZohoConnector(Connector):
     # -- HTTP and tokens ----------------------------------------------------------------------
 
     def make_http(self) -> HttpClient:
-        # No token_provider: `_get` refreshes only on the 401 codes a new token can cure.
-        return HttpClient(self.id, timeout_s=self.context.timeout_s, retries=self.context.retries, classify=self._classify)
+        return HttpClient(self.id, timeout_s=self.context.timeout_s, retries=self.context.retries,
+                          token_provider=self.tokens, classify=self._classify, refreshable=self._refreshable)
 
     def _mint(self, deadline: Deadline) -> tuple[str, float | None]:
         """Refresh-token flow: POST {accounts}/oauth/v2/token, parameters in the form body."""
@@ -272,7 +272,8 @@ class ZohoConnector(Connector):
             return RateLimited(f"{where}: Zoho API credits or concurrent-call limit used up" + (f" ({rate})" if rate else ""),
                                retry_after=retry_after_seconds(resp.headers), status=status)
         if status == 401:
-            return None  # `_get` decides: refresh once, or explain the missing scope
+            # Seen only after the one refresh (`_refreshable`), or at once for a code no new token cures.
+            return self._auth_error(resp, code)
         if status == 403 or code == "NO_PERMISSION":
             return AuthError(f"{where}: {message or 'permission denied'}; the Zoho user behind the refresh token "
                              "needs read access to this module and to users", status=status)
@@ -284,21 +285,15 @@ class ZohoConnector(Connector):
             return None  # ConnectorUnavailable from the shared layer, retried
         return BadResponse(f"{where}: {message or 'request refused'}", status=status)
 
+    def _refreshable(self, resp: Response) -> bool:
+        """Only an expired or revoked access token is cured by a new one; a missing scope is not."""
+        return _code(resp) in REFRESHABLE
+
     def _get(self, path: str, *, deadline: Deadline, notes: list[str], params: Mapping[str, Any] | None = None) -> Response:
-        """GET ``{api}/crm/{version}/{path}`` with the cached token; one refresh on an expired token."""
-        token = self.tokens.token(deadline)
-        resp = self.http.request("GET", self._api(path), deadline=deadline, params=params, auth=False,
-                                 headers=_auth(token), ok=(200, 204, 401))
-        if resp.status == 401:
-            code = _code(resp)
-            if code in REFRESHABLE:
-                self.log.info("connector=%s HTTP 401 %s; refreshing the access token once", self.id, code or "(no code)")
-                self.tokens.invalidate(token)
-                token = self.tokens.token(deadline)
-                resp = self.http.request("GET", self._api(path), deadline=deadline, params=params, auth=False,
-                                         headers=_auth(token), ok=(200, 204, 401))
-            if resp.status == 401:
-                raise self._auth_error(resp, _code(resp))
+        """GET ``{api}/crm/{version}/{path}``; the shared layer adds the token and refreshes it once
+        on a 401 a new token can cure."""
+        self.tokens.token(deadline)  # the token answer names the API domain `_api` needs
+        resp = self.http.request("GET", self._api(path), deadline=deadline, params=params, ok=(200, 204))
         _note_rate(resp, notes)
         return resp
 

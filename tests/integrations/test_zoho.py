@@ -261,8 +261,27 @@ def test_scope_mismatch_is_an_auth_error_without_a_new_token(rsps, zoho):
     add_token(rsps)
     rsps.add(responses.GET, search_url("Contacts"), status=401, json=zoho_error("OAUTH_SCOPE_MISMATCH", "Unauthorized"))
     with pytest.raises(AuthError, match="ZohoSearch.securesearch.READ"):
+        lookup(zoho(modules=["Contacts"], retries=3))
+    assert calls(rsps) == [("POST", "/oauth/v2/token"), ("GET", "/crm/v8/Contacts/search")]
+
+
+def test_a_401_with_an_unknown_code_is_final_and_quotes_zoho(rsps, zoho):
+    add_token(rsps)
+    rsps.add(responses.GET, search_url("Contacts"), status=401, json=zoho_error("INVALID_CLIENT", "client 9876543210 blocked"))
+    with pytest.raises(AuthError) as err:
         lookup(zoho(modules=["Contacts"]))
-    assert [m for m, _ in calls(rsps)].count("POST") == 1
+    assert "HTTP 401 INVALID_CLIENT" in str(err.value) and "9876543210" not in str(err.value)
+    assert calls(rsps) == [("POST", "/oauth/v2/token"), ("GET", "/crm/v8/Contacts/search")]
+
+
+@pytest.mark.parametrize("code", ["INVALID_TOKEN", "INVALID_OAUTHTOKEN", "AUTHENTICATION_FAILURE"])
+def test_each_curable_401_code_makes_one_refresh_and_one_retry(rsps, zoho, code):
+    add_token(rsps, "1000.old")
+    add_token(rsps, "1000.new")
+    add_search(rsps, "Contacts", token="1000.old", status=401, body=zoho_error(code))
+    add_search(rsps, "Contacts", token="1000.new")
+    assert lookup(zoho(modules=["Contacts"])) is None
+    assert calls(rsps) == [("POST", "/oauth/v2/token"), ("GET", "/crm/v8/Contacts/search")] * 2
 
 
 def test_token_endpoint_throttle_pauses_minting_instead_of_hot_looping(rsps, zoho):
@@ -464,6 +483,7 @@ def test_users_api_refusal_is_soft_and_not_retried_every_lookup(rsps, zoho):
     second = lookup(c)
     assert "owner phone/role skipped: the users API refused this token recently" in second.notes
     assert calls(rsps).count(("GET", f"/crm/v8/users/{RAJ['id']}")) == 1
+    assert calls(rsps).count(("POST", "/oauth/v2/token")) == 1  # a missing scope is not cured by a new token
 
 
 def test_record_without_an_owner_is_not_a_match(rsps, zoho):
