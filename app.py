@@ -21,7 +21,7 @@ from integrations.runtime import Runtime, build_runtime
 from routing.config import ConfigError
 from routing.deadline import Deadline
 from routing.phones import mask
-from routing.request import parse_request, read_query
+from routing.request import QueryString, parse_request
 
 log = logging.getLogger("dialwhom")
 
@@ -59,7 +59,10 @@ def _runtime() -> Runtime:
 
 
 def _text(body: str, status: int = 200, trace: str | None = None) -> Response:
-    return Response(body, status, {TRACE_HEADER: trace} if trace else None, content_type=TEXT)
+    resp = Response(body, status, content_type=TEXT)
+    if trace:
+        resp.headers.add(TRACE_HEADER, trace)  # add: no search for an existing header to replace
+    return resp
 
 
 def _check_token() -> Response | None:
@@ -72,16 +75,12 @@ def _check_token() -> Response | None:
     return None if ok else _text("forbidden: missing or wrong token\n", 403)
 
 
-def _params() -> dict[str, str]:
-    """The parameters we read, decoded once per request (see `read_query`)."""
-    environ = request.environ
-    params = environ.get("dialwhom.params")
-    if params is None:
-        query = environ.get("QUERY_STRING", "")
-        if not query.isascii():  # WSGI gives the raw bytes as latin-1; Exotel sends UTF-8
-            query = query.encode("latin-1").decode("utf-8", "replace")
-        params = environ["dialwhom.params"] = read_query(query)
-    return params
+def _params() -> QueryString:
+    """The query string's parameters, each read when asked for (see `QueryString`)."""
+    query = request.environ.get("QUERY_STRING", "")
+    if not query.isascii():  # WSGI gives the raw bytes as latin-1; Exotel sends UTF-8
+        query = query.encode("latin-1").decode("utf-8", "replace")
+    return QueryString(query)
 
 
 def _decide(endpoint: str):
@@ -131,7 +130,9 @@ def connect() -> Response:
     if not numbers:
         return _text("no number to ring: add 'fallback' numbers to the config\n", 503, decision.trace.header())
     doc = {"fetch_after_attempt": False, "destination": {"numbers": numbers}}
-    return Response(json.dumps(doc), 200, {TRACE_HEADER: decision.trace.header()}, mimetype="application/json")
+    resp = Response(json.dumps(doc), 200, mimetype="application/json")
+    resp.headers.add(TRACE_HEADER, decision.trace.header())
+    return resp
 
 
 @exotel.route("/exotel/passthru", methods=["GET", "POST"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from hypothesis import given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from routing.config import LOOKUP_SOURCES
 from routing.model import Query
-from routing.request import MAX_VALUE_LEN, ExotelRequest, clean, parse_request
+from routing.request import MAX_VALUE_LEN, ExotelRequest, QueryString, clean, parse_request
 
 CALLER = "+919876543210"
 LINE = "+918039513882"
@@ -52,8 +53,6 @@ def test_a_full_first_request():
     assert r.line == LINE
     assert r.custom_field == "A-1004"
     assert r.digits == "1234"
-    assert r.direction == "incoming"
-    assert r.call_status == "in-progress"
     assert r.dial_call_status is None  # empty means absent
     assert r.dial_whom_number is None
     assert not r.is_repeat
@@ -299,3 +298,44 @@ def test_parse_request_and_queries_never_raise(params, region, order):
             assert q.value.startswith("+") and q.value[1:].isdigit()
     # queries() follows lookup_order
     assert [order.index(q.source) for q in qs] == sorted(order.index(q.source) for q in qs)
+
+
+# -- QueryString: the parameters we read, straight from the query string ----------------------
+
+READ = ["CallSid", "CallFrom", "Callfrom", "From", "CallTo", "To", "digits", "Digits", "CustomField",
+        "DialWhomNumber", "DialCallStatus", "token"]
+_names = st.sampled_from(READ + ["Created", "flow_id", "CallType", "Call", "Sid", "xCallSid", "callsid", "a b", "ümlaut"])
+_values = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_names, _values), max_size=25))
+def test_query_string_agrees_with_the_standard_parser(pairs):
+    query = urlencode(pairs)
+    expected: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        expected.setdefault(name, value)  # first value wins
+    q = QueryString(query)
+    for name in READ:
+        assert q.get(name) == expected.get(name)
+
+
+def test_query_string_does_not_take_a_name_inside_another_or_inside_a_value():
+    q = QueryString("xCallSid=no&CallTo=08039513882&Note=CallFrom%3D1&CallFrom=09876543210&To=x")
+    assert (q.get("CallSid"), q.get("CallTo"), q.get("CallFrom"), q.get("To")) == (None, "08039513882", "09876543210", "x")
+
+
+def test_query_string_decodes_plus_and_percent():
+    q = QueryString("CustomField=A%2B1+B&digits=%221234%22&From=%2B919876543210&CallSid=abc")
+    assert (q.get("CustomField"), q.get("digits"), q.get("From"), q.get("CallSid")) == ("A+1 B", '"1234"', "+919876543210", "abc")
+
+
+@pytest.mark.parametrize("query", ["", "&", "CallSid", "CallSid&From", "=x", "&&&CallSid=&"])
+def test_query_string_of_odd_strings_never_raises(query):
+    assert QueryString(query).get("CallSid") in (None, "")
+    assert parse_request(QueryString(query)) == ExotelRequest()
+
+
+def test_parse_request_reads_a_query_string_like_a_mapping():
+    query = urlencode(FULL_PAYLOAD)
+    assert parse_request(QueryString(query)) == parse_request(FULL_PAYLOAD)
