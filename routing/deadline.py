@@ -27,8 +27,8 @@ class Deadline:
         self.expires_at = self.started + max(0.0, seconds)
 
     @classmethod
-    def from_ms(cls, ms: float, **kw) -> "Deadline":
-        return cls(ms / 1000.0, **kw)
+    def from_ms(cls, ms: float, *, clock: Callable[[], float] = time.monotonic) -> "Deadline":
+        return cls(ms / 1000.0, clock=clock)
 
     def remaining(self) -> float:
         """Seconds left, never negative."""

@@ -26,7 +26,7 @@ _DIGITS = re.compile(r"\d")
 
 def is_sip(value: str) -> bool:
     """True for SIP ids such as ``sip:agent42``; they pass through untouched."""
-    return value.strip().lower().startswith("sip:")
+    return value.lstrip()[:4].lower() == "sip:"
 
 
 def digits_only(value: str) -> str:
