@@ -1,0 +1,90 @@
+"""Instructions per cached answer, counted by valgrind: dialwhom against the bare Flask app.
+
+    python bench/instructions.py            # both apps, about a minute on 2 cores
+
+Request throughput on a shared machine moves by 10-30% from one run to the next; the number
+of instructions a request executes does not (callgrind counts them, whatever else the machine
+does). Each app serves N and then 2N requests in process (WSGI calls, as in
+bench/profile_warm.py); the difference divided by N is the cost of one request, with startup
+and the first requests cancelled out. gunicorn's own work per request is the same for both
+apps and is not counted here (see bench/RESULTS.md for how the two figures relate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+for p in (str(HERE.parent), str(HERE)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+APPS = ("bare", "dialwhom", "dialwhom-repeat")
+
+
+def serve(which: str, n: int) -> None:
+    """Run inside valgrind: build one app, then answer `n` requests."""
+    from profile_warm import build_dialwhom, call, paths
+
+    if which == "bare":
+        from bare_app import create_app
+
+        app = create_app()
+    else:
+        app = build_dialwhom(Path(tempfile.mkdtemp()), 200)
+        for p in paths(200, 200, offset=1):  # every caller in the lookup cache
+            call(app, p)
+    ps = paths(n + 200, 200, offset=5)
+    if which == "dialwhom-repeat":  # one CallSid: the per-call plan answers
+        ps = [re.sub(r"CallSid=\w+", "CallSid=repeat0001", p) for p in ps]
+    for p in ps[:200]:  # warm every path through the code before counting
+        call(app, p)
+    gc.collect()
+    gc.freeze()
+    for p in ps[200:]:
+        call(app, p)
+
+
+def count(which: str, n: int) -> int:
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, "--serve", which, str(n)],
+        capture_output=True, text=True, check=True)
+    m = re.search(r"Collected : (\d+)", out.stderr)
+    if not m:
+        raise RuntimeError(f"no count from valgrind: {out.stderr[-500:]}")
+    return int(m.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=1000, help="requests per measurement")
+    parser.add_argument("--serve", nargs=2, metavar=("APP", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]))
+        return 0
+    if not shutil.which("valgrind"):
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 1
+    jobs = [(app, k * args.n) for app in APPS for k in (1, 2)]
+    with ThreadPoolExecutor(2) as pool:
+        counts = dict(zip(jobs, pool.map(lambda j: count(*j), jobs), strict=True))
+    per = {app: (counts[(app, 2 * args.n)] - counts[(app, args.n)]) / args.n for app in APPS}
+    print(f"instructions per request, in process (valgrind callgrind, {args.n} requests):")
+    for app in APPS:
+        print(f"  {app:<16} {per[app]:9,.0f}")
+    print(f"  dialwhom adds {per['dialwhom'] - per['bare']:,.0f} per cached answer ({per['dialwhom'] / per['bare']:.2f}x bare Flask);"
+          f" {per['dialwhom-repeat'] - per['bare']:,.0f} per repeat request of a call")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
