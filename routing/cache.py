@@ -11,16 +11,16 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Generic, Hashable, TypeVar
 
 from routing.config import CacheSettings
-from routing.model import Match
+from routing.model import Match, Owner
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cached:
     match: Match | None
     stored_at: float  # wall clock, for ages shown to people
@@ -34,6 +34,10 @@ class LookupCache:
         self._negative = TTLMap(max(10, settings.max_entries // 4), max(settings.negative_ttl_s, 0.001), timer)
         self._stale = TTLMap(settings.max_entries, max(settings.stale_max_age_s, 0.001), timer)
         self._enabled = settings.positive_ttl_s > 0, settings.negative_ttl_s > 0
+        # A team has far fewer owners than customers: one Owner object (and its strings) per
+        # owner instead of one per cached customer. Bounded like the cache itself.
+        self._owners: dict[Owner, Owner] = {}
+        self._owners_max = settings.max_entries
 
     def fresh(self, key: str) -> Cached | None:
         """A fresh answer (found or not found), or None if we must ask the connector."""
@@ -45,6 +49,8 @@ class LookupCache:
         return self._stale.get(key)
 
     def put(self, key: str, match: Match | None) -> None:
+        if match is not None:
+            match = self._share_owner(match)
         entry = Cached(match, time.time())
         if match is None:
             if self._enabled[1]:
@@ -57,6 +63,14 @@ class LookupCache:
                 self._positive[key] = entry
             self._negative.pop(key)
             self._stale[key] = entry
+
+    def _share_owner(self, match: Match) -> Match:
+        owner = self._owners.get(match.owner)
+        if owner is None:
+            if len(self._owners) >= self._owners_max:
+                self._owners.clear()
+            owner = self._owners.setdefault(match.owner, match.owner)
+        return match if owner is match.owner else replace(match, owner=owner)
 
     def __len__(self) -> int:
         return len(self._positive) + len(self._negative)

@@ -9,7 +9,7 @@ from typing import Literal
 KeySource = Literal["custom_field", "digits", "caller"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Query:
     """What a connector is asked to find.
 
@@ -30,7 +30,7 @@ class Query:
         return f"{self.kind}:{self.value}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Owner:
     """Who owns the customer in the CRM. Any field may be missing."""
 
@@ -46,7 +46,7 @@ class Owner:
         return [k for k in (self.id, self.email) if k]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """The CRM record that matched (for the trace)."""
 
@@ -55,7 +55,7 @@ class Record:
     name: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Match:
     """A connector's answer: the owner of the customer, and why."""
 

@@ -165,3 +165,22 @@ def test_ttl_map_under_concurrent_writers_stays_bounded_and_consistent():
     [t.join() for t in threads]
     assert not errors
     assert len(m._data) <= 110
+
+
+def test_cached_customers_of_one_owner_share_one_owner_object():
+    cache = LookupCache(CacheSettings(max_entries=100))
+    for k in range(3):  # as decoded from three CRM answers: equal owners, distinct objects
+        owner = Owner(id="".join(["7", "7"]), email="asha@example.com".upper().lower(), name="Asha")
+        cache.put(f"crm|phone:+9198000000{k}", Match(owner=owner, team="north"))
+    hits = [cache.fresh(f"crm|phone:+9198000000{k}").match for k in range(3)]
+    assert hits[0].owner is hits[1].owner is hits[2].owner
+    assert hits[0] == Match(owner=Owner(id="77", email="asha@example.com", name="Asha"), team="north")
+    assert cache.stale("crm|phone:+91980000002").match.owner is hits[0].owner
+
+
+def test_owner_sharing_is_bounded():
+    cache = LookupCache(CacheSettings(max_entries=10))
+    for k in range(25):
+        cache.put(f"crm|phone:{k}", Match(owner=Owner(id=str(k))))
+    assert len(cache._owners) <= 10
+    assert cache.fresh("crm|phone:24").match.owner == Owner(id="24")
