@@ -231,25 +231,40 @@ def _cpu_by_process(ours: set[int]) -> dict[tuple[int, int], int]:
     return out
 
 
+def _steal_jiffies() -> int:
+    """CPU time the hypervisor gave to other guests while this one wanted it (/proc/stat)."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+        return int(fields[8]) if len(fields) > 8 else 0
+    except OSError:
+        return 0
+
+
 class OtherLoad:
     """How busy the rest of the machine was during a measurement, in % of one CPU.
 
-    A lower bound: a process that started and ended in between is not seen.
+    `percent`: processes outside this run (a lower bound: one that started and ended in
+    between is not seen). `steal`: time the hypervisor ran other virtual machines instead of
+    this one; on a shared host it slows every round, and A and B alike only if it is steady.
     """
 
     def __init__(self, sessions: Callable[[], set[int]]):
         self.sessions = sessions
         self.hz = os.sysconf("SC_CLK_TCK")
         self.percent = 0.0
+        self.steal = 0.0
 
     def __enter__(self) -> "OtherLoad":
-        self.t0, self.j0 = time.monotonic(), _cpu_by_process(self.sessions())
+        self.t0, self.j0, self.s0 = time.monotonic(), _cpu_by_process(self.sessions()), _steal_jiffies()
         return self
 
     def __exit__(self, *exc) -> None:
         j1 = _cpu_by_process(self.sessions())
         used = sum(max(0, v - self.j0.get(k, 0)) for k, v in j1.items())
-        self.percent = 100.0 * used / self.hz / max(1e-6, time.monotonic() - self.t0)
+        elapsed = max(1e-6, time.monotonic() - self.t0)
+        self.percent = 100.0 * used / self.hz / elapsed
+        self.steal = 100.0 * max(0, _steal_jiffies() - self.s0) / self.hz / elapsed
 
 
 def wait_quiet(sessions: Callable[[], set[int]], threshold: float, max_wait: float) -> float:
@@ -280,10 +295,12 @@ class Run:
     requests: int
     errors: dict[str, int] = field(default_factory=dict)
     others_cpu: float | None = None  # % of one CPU used by processes outside this run meanwhile
+    steal_cpu: float | None = None  # % of one CPU the hypervisor gave to other guests meanwhile
 
     def line(self) -> str:
         errs = {k: v for k, v in self.errors.items() if v}
         others = "" if self.others_cpu is None else f"  others {self.others_cpu:3.0f}%"
+        others += "" if self.steal_cpu is None else f"  steal {self.steal_cpu:3.0f}%"
         return (f"  {self.label:<32} {self.rps:7.0f} req/s  p50 {self.p50_ms:6.2f} ms  p90 {self.p90_ms:6.2f} ms  "
                 f"p99 {self.p99_ms:6.2f} ms  max {self.max_ms:7.2f} ms  n={self.requests}{others}" + (f"  ERRORS {errs}" if errs else ""))
 
@@ -318,7 +335,7 @@ class Wrk:
         d = json.loads(line.split(" ", 1)[1])
         secs = d["duration_us"] / 1e6
         return Run(label, d["requests"] / secs, d["p50_us"] / 1000, d["p90_us"] / 1000, d["p99_us"] / 1000,
-                   d["max_us"] / 1000, d["requests"], d["errors"], round(load.percent, 1))
+                   d["max_us"] / 1000, d["requests"], d["errors"], round(load.percent, 1), round(load.steal, 1))
 
 
 def median_run(label: str, runs: list[Run]) -> Run:
@@ -328,7 +345,8 @@ def median_run(label: str, runs: list[Run]) -> Run:
         for k, v in r.errors.items():
             errors[k] = errors.get(k, 0) + v
     return Run(label, med("rps"), med("p50_ms"), med("p90_ms"), med("p99_ms"), max(r.max_ms for r in runs),
-               sum(r.requests for r in runs), errors, round(max(r.others_cpu or 0.0 for r in runs), 1))
+               sum(r.requests for r in runs), errors, round(max(r.others_cpu or 0.0 for r in runs), 1),
+               round(max(r.steal_cpu or 0.0 for r in runs), 1))
 
 
 # -- results -----------------------------------------------------------------------------------
