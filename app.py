@@ -208,4 +208,4 @@ if __name__ == "__main__":
         create_app().run(host=os.environ.get("DIALWHOM_HOST", "127.0.0.1"), port=int(os.environ.get("DIALWHOM_PORT", "8080")))
     except ConfigError as exc:
         print(f"dialwhom: {exc}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None

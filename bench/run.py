@@ -533,7 +533,7 @@ def case_cold(args, procs: Procs, wrk: Wrk, rep: Report) -> None:
     if a_med.p50_ms > 10:
         rep.add("cold", f"  WARNING: the fault server alone takes {a_med.p50_ms:.0f} ms per answer: not 'instant' "
                         "(~40 ms means Nagle + delayed ACK: it needs TCP_NODELAY on its sockets)")
-    diffs = [b.p50_ms - a.p50_ms for a, b in zip(a_runs, b_runs)]
+    diffs = [b.p50_ms - a.p50_ms for a, b in zip(a_runs, b_runs, strict=True)]
     diff = statistics.median(diffs)
     rep.add("cold", "medians of rounds:")
     rep.add("cold", a_med.line())
