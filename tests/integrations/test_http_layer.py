@@ -660,3 +660,47 @@ def timed_out(fn, *args, **kw):
         return fn(*args, **kw)
     except Exception as exc:  # noqa: BLE001 - the client sees its connection end; that is the point
         return exc
+
+
+# -- the watchdog that shuts a socket down at its deadline (headers trickled) -------------------
+
+
+def test_watchdog_shuts_down_at_the_deadline_and_only_what_was_not_cancelled():
+    from integrations.http import _Watchdog
+
+    dog = _Watchdog()
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        for _, b in pairs:
+            b.settimeout(2.0)
+        ids = [dog.watch(0.05, a) for a, _ in pairs]
+        dog.cancel(ids[1])  # this call got its headers in time
+        t0 = time.monotonic()
+        assert pairs[0][1].recv(10) == b""  # shut down: the peer sees the end of the stream
+        assert 0.04 <= time.monotonic() - t0 < 1.0
+        assert pairs[2][1].recv(10) == b""
+        pairs[1][0].sendall(b"alive")  # not shut down
+        assert pairs[1][1].recv(10) == b"alive"
+        assert not dog._live
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+def test_watchdog_wakes_for_a_nearer_deadline_pushed_later():
+    from integrations.http import _Watchdog
+
+    dog = _Watchdog()
+    far, near = socket.socketpair(), socket.socketpair()
+    try:
+        dog.watch(30.0, far[0])  # the thread now sleeps towards 30 s
+        near[1].settimeout(2.0)
+        t0 = time.monotonic()
+        dog.watch(0.05, near[0])
+        assert near[1].recv(10) == b""
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        for a, b in (far, near):
+            a.close()
+            b.close()
