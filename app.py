@@ -86,8 +86,8 @@ def _params() -> QueryString:
 def _decide(endpoint: str):
     """The decision for this request, never an exception: a bug still gets the config's plan."""
     rt = _runtime()
-    deadline = Deadline.from_ms(rt.settings.budget_ms - ANSWER_RESERVE_MS)
-    req = parse_request(_params(), rt.settings.default_region)
+    deadline = Deadline((rt.settings.budget_ms - ANSWER_RESERVE_MS) / 1000.0)
+    req = parse_request(_params(), rt.settings.default_region, outcome=False)
     try:
         decision = rt.service.fallback(req, deadline) if endpoint == "fallback" else rt.service.decide(req, deadline)
     except Exception:  # the caller is waiting: answer from config, log the bug

@@ -121,8 +121,12 @@ _NEEDLES = {name: f"&{name}=" for name in (
 )}
 
 
-def parse_request(params: Mapping[str, str] | QueryString, region: str = "IN") -> ExotelRequest:
-    """Read the parameters (a mapping, or a `QueryString`); never raises."""
+def parse_request(params: Mapping[str, str] | QueryString, region: str = "IN", *, outcome: bool = True) -> ExotelRequest:
+    """Read the parameters (a mapping, or a `QueryString`); never raises.
+
+    `outcome=False` skips ``DialCallStatus`` and ``DialWhomNumber``: only the Passthru applet's
+    request uses them, and on the Dial Whom path each absent name is a search of the query.
+    """
     get = params.get
     # `clean` gives None or a non-empty string, so `or` picks the first name present
     caller_raw = clean(get("CallFrom")) or clean(get("Callfrom")) or clean(get("From"))
@@ -131,8 +135,8 @@ def parse_request(params: Mapping[str, str] | QueryString, region: str = "IN") -
     if digits is not None:
         digits = digits.strip().strip('"').strip() or None
     custom = clean(get("CustomField"))
-    whom = clean(get("DialWhomNumber"))
-    status = clean(get("DialCallStatus"))
+    whom = clean(get("DialWhomNumber")) if outcome else None
+    status = clean(get("DialCallStatus")) if outcome else None
     sid = clean(get("CallSid"))
     return ExotelRequest(
         call_sid=sid.strip()[:128] if sid else None,

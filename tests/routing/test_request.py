@@ -339,3 +339,11 @@ def test_query_string_of_odd_strings_never_raises(query):
 def test_parse_request_reads_a_query_string_like_a_mapping():
     query = urlencode(FULL_PAYLOAD)
     assert parse_request(QueryString(query)) == parse_request(FULL_PAYLOAD)
+
+
+def test_the_dial_whom_path_can_skip_the_passthru_outcome():
+    params = {"CallSid": "c1", "CallFrom": "09876543210", "DialCallStatus": "completed", "DialWhomNumber": "09800000001"}
+    full, lean = parse_request(params), parse_request(params, outcome=False)
+    assert (full.dial_call_status, full.dial_whom_number) == ("completed", "09800000001")
+    assert (lean.dial_call_status, lean.dial_whom_number) == (None, None)
+    assert (lean.call_sid, lean.caller) == (full.call_sid, full.caller)
