@@ -518,3 +518,45 @@ def test_flask_app_discovery_finds_the_factory(isolated):
 def test_app_py_runs_as_a_script_module_without_serving_on_import(isolated):
     ns = runpy.run_path(str(Path(app_module.__file__)), run_name="not_main")
     assert callable(ns["create_app"]) and callable(ns["main"])
+
+
+# -- passthru: who talked to the caller --------------------------------------------------------
+
+STRANGER = {**FIRST, "CallSid": "call-1", "CallFrom": "07777777777", "From": "07777777777"}
+SOUTH_LINE = {"CallTo": "08039513883", "To": "08039513883"}
+
+
+def passthru(client, method: str = "GET", **params):
+    if method == "POST":
+        return client.post("/exotel/passthru", data=params)
+    return client.get("/exotel/passthru?" + urlencode(params))
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_passthru_teaches_the_next_call_who_talked_to_an_unknown_caller(client, method):
+    assert dial(client, STRANGER).get_data(as_text=True) == NORTH_LINE_PLAN  # Vikram is rung first
+    r = passthru(client, method, CallSid="call-1", CallFrom="07777777777", DialWhomNumber="09800000002", DialCallStatus="completed")
+    assert (r.status_code, r.get_data(as_text=True)) == (200, "ok\n")
+    # a week later the same caller rings the south line: Vikram first, not the south team
+    again = dial(client, {**STRANGER, "CallSid": "call-2", **SOUTH_LINE})
+    assert again.get_data(as_text=True).split(",")[0] == VIKRAM
+    assert "last-agent" in again.headers[TRACE_HEADER]
+
+
+@pytest.mark.parametrize("agent, status", [
+    ("09800000012", "completed"),  # Rahul: a number we did not offer on that call (forged)
+    ("09800000002", "busy"),       # Vikram, but he never talked to the caller
+    ("", "completed"),
+])
+def test_passthru_learns_only_a_completed_call_with_a_number_we_offered(client, agent, status):
+    dial(client, STRANGER)
+    r = passthru(client, CallSid="call-1", CallFrom="07777777777", DialWhomNumber=agent, DialCallStatus=status)
+    assert r.status_code == 200  # a sync Passthru always takes its 200 branch
+    again = dial(client, {**STRANGER, "CallSid": "call-2", **SOUTH_LINE})
+    assert again.get_data(as_text=True) == f"{RAHUL},{SOUTH3},{FALLBACK}"  # the south line's team, as before
+    assert "last-agent" not in again.headers[TRACE_HEADER]
+
+
+def test_passthru_needs_the_token_when_one_is_set(guarded):
+    assert passthru(guarded, CallSid="c", DialCallStatus="completed").status_code == 403
+    assert passthru(guarded, CallSid="c", DialCallStatus="completed", token=TOKEN).status_code == 200
