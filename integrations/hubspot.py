@@ -35,7 +35,7 @@ from integrations.errors import (
 )
 from integrations.http import HttpClient, Response, retry_after_seconds
 from integrations.schema import Field
-from integrations.support import SAFE_ACCOUNT_KEY, CachedToken, Candidate, TTLMemo, as_utc, pick_record, search_key
+from integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
 from routing.deadline import Deadline
 from routing.model import Match, Owner, Query, Record
 from routing.phones import digits_only, mask, same_number, variants
@@ -79,11 +79,10 @@ RATE_HEADERS = (
 
 _PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 _NUMERIC_ID = re.compile(r"^[0-9]{1,20}$")
-_ACCOUNT_VALUE = SAFE_ACCOUNT_KEY
 _LONG_DIGITS = re.compile(r"\d{6,}")
 
 
-class HubSpotConnector(Connector):
+class HubSpotConnector(KeySearch, Connector):
     """Caller -> HubSpot contact/company -> owner (owners API), one search per object type."""
 
     type_name = "hubspot"
@@ -267,18 +266,9 @@ class HubSpotConnector(Connector):
     # -- lookup -------------------------------------------------------------------------------
 
     def lookup(self, query: Query, *, deadline: Deadline) -> Match | None:
-        notes: list[str] = []
         if query.kind == "account" and not self.account_property:
-            return None
-        key = search_key(query, self.context.region, self.log, self.id, _ACCOUNT_VALUE)
-        if key is None:
-            return None
-        kind, value = key
-        found = self._find_by_phone(value, deadline, notes) if kind == "phone" else self._find_by_account(value, deadline, notes)
-        if found is None:
-            return None
-        obj, record = found
-        return self._answer(obj, record, deadline, notes)
+            return None  # no property to search account keys in
+        return super().lookup(query, deadline=deadline)
 
     def _find_by_phone(self, e164: str, deadline: Deadline, notes: list[str]) -> tuple[str, dict] | None:
         national = _national(e164)

@@ -13,10 +13,10 @@ from typing import Any, Callable, Generic, Hashable, Iterable, Mapping, Sequence
 from cachetools import TTLCache
 
 from routing.deadline import Deadline
-from routing.model import Query
+from routing.model import Match, Query
 from routing.phones import mask, to_e164
 
-__all__ = ["CachedToken", "TTLMemo", "Candidate", "pick_record", "as_utc", "search_key", "SAFE_ACCOUNT_KEY"]
+__all__ = ["CachedToken", "TTLMemo", "Candidate", "pick_record", "as_utc", "search_key", "SAFE_ACCOUNT_KEY", "KeySearch"]
 
 T = TypeVar("T")
 
@@ -175,3 +175,29 @@ def search_key(query: Query, region: str, log: logging.Logger, connector_id: str
             return None
         return "account", key
     return None
+
+
+class KeySearch:
+    """`lookup` for a connector that finds one record by phone or by account key, then answers
+    from it (HubSpot, Zoho). The subclass provides:
+
+    - ``_find_by_phone(e164, deadline, notes)`` and ``_find_by_account(key, deadline, notes)``:
+      ``(kind, record)`` for the record found, or None;
+    - ``_answer(kind, record, deadline, notes)``: the Match;
+    - `account_key`: what an account key may hold before it goes into the CRM's query syntax.
+    """
+
+    account_key: re.Pattern = SAFE_ACCOUNT_KEY
+
+    def lookup(self, query: Query, *, deadline: Deadline) -> Match | None:
+        key = search_key(query, self.context.region, self.log, self.id, self.account_key)
+        if key is None:
+            return None
+        kind, value = key
+        notes: list[str] = []
+        find = self._find_by_phone if kind == "phone" else self._find_by_account
+        found = find(value, deadline, notes)
+        if found is None:
+            return None
+        record_kind, record = found
+        return self._answer(record_kind, record, deadline, notes)

@@ -42,9 +42,9 @@ from integrations.errors import (
 )
 from integrations.http import MIN_ATTEMPT_S, HttpClient, Response, retry_after_seconds
 from integrations.schema import Field
-from integrations.support import CachedToken, Candidate, TTLMemo, as_utc, pick_record, search_key
+from integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
 from routing.deadline import Deadline
-from routing.model import Match, Owner, Query, Record
+from routing.model import Match, Owner, Record
 from routing.phones import mask, same_number, to_e164
 
 __all__ = ["ZohoConnector", "DATA_CENTRES", "SCOPES"]
@@ -93,10 +93,11 @@ _ZOHO_API_DOMAIN = re.compile(r"^https://([a-z0-9-]+\.)*zohoapis\.[a-z]{2,3}(\.[
 _LONG_DIGITS = re.compile(r"\d{6,}")
 
 
-class ZohoConnector(Connector):
+class ZohoConnector(KeySearch, Connector):
     """Caller -> Zoho CRM Contacts/Leads/Accounts (phone search per module) -> record owner."""
 
     type_name = "zoho"
+    account_key = _ACCOUNT_VALUE
     config_schema = (
         Field("client_id", str, required=True, help="client id of the Self Client (or server-based client) in Zoho's API console"),
         Field("client_secret", str, required=True, secret=True, help="that client's secret"),
@@ -334,18 +335,6 @@ class ZohoConnector(Connector):
         return data, info if isinstance(info, dict) else {}
 
     # -- lookup -------------------------------------------------------------------------------
-
-    def lookup(self, query: Query, *, deadline: Deadline) -> Match | None:
-        notes: list[str] = []
-        key = search_key(query, self.context.region, self.log, self.id, _ACCOUNT_VALUE)
-        if key is None:
-            return None
-        kind, value = key
-        found = self._find_by_phone(value, deadline, notes) if kind == "phone" else self._find_by_account(value, deadline, notes)
-        if found is None:
-            return None
-        module, record = found
-        return self._answer(module, record, deadline, notes)
 
     def _find_by_phone(self, e164: str, deadline: Deadline, notes: list[str]) -> tuple[str, dict] | None:
         forms = _search_forms(e164, self.phone_forms)
