@@ -349,6 +349,17 @@ def median_run(label: str, runs: list[Run]) -> Run:
                round(max(r.steal_cpu or 0.0 for r in runs), 1))
 
 
+def alternate(rep: "Report", case: str, rounds: int, run_a: Callable[[int], Run], run_b: Callable[[int], Run]) -> tuple[list[Run], list[Run]]:
+    """A and B rounds alternating (A1 B1 A2 B2 ...), each reported as it ends; (A runs, B runs)."""
+    a_runs: list[Run] = []
+    b_runs: list[Run] = []
+    for r in range(1, rounds + 1):
+        for runs, run in ((a_runs, run_a), (b_runs, run_b)):
+            runs.append(run(r))
+            rep.add(case, runs[-1].line())
+    return a_runs, b_runs
+
+
 # -- results -----------------------------------------------------------------------------------
 
 
@@ -418,15 +429,9 @@ def case_warm(args, procs: Procs, wrk: Wrk, rep: Report) -> None:
     unique = lambda: dict(first=0, cycle=callers, duration=dur, connections=conns)  # noqa: E731
     for srv in (bare, dw, dw_info):  # warm-up: JIT-free Python still has caches, pools and threads to fill
         wrk.run(f"warm-up {srv.name}", srv.url, DIAL_WHOM, first=0, cycle=callers, duration=args.warmup, connections=conns)
-    a_runs: list[Run] = []
-    b_runs: list[Run] = []
-    for r in range(1, args.rounds + 1):
-        a = wrk.run(f"A bare Flask, round {r}", bare.url, DIAL_WHOM, **unique())
-        rep.add("warm", a.line())
-        b = wrk.run(f"B dialwhom cache, round {r}", dw.url, DIAL_WHOM, **unique())
-        rep.add("warm", b.line())
-        a_runs.append(a)
-        b_runs.append(b)
+    a_runs, b_runs = alternate(rep, "warm", args.rounds,
+                               lambda r: wrk.run(f"A bare Flask, round {r}", bare.url, DIAL_WHOM, **unique()),
+                               lambda r: wrk.run(f"B dialwhom cache, round {r}", dw.url, DIAL_WHOM, **unique()))
     a_med, b_med = median_run("A bare Flask (median)", a_runs), median_run("B dialwhom (median)", b_runs)
     info = wrk.run("B' dialwhom log_level INFO", dw_info.url, DIAL_WHOM, **unique())
     repeat = wrk.run("B'' dialwhom, one CallSid", dw.url, DIAL_WHOM.replace("{sid}", sid_prefix() + "0000000001"), **unique())
@@ -456,13 +461,9 @@ def case_warm(args, procs: Procs, wrk: Wrk, rep: Report) -> None:
     rate = round(a_med.rps * args.paced_fraction)
     rep.add("warm", f"paced: {rate} req/s offered to each ({args.paced_fraction:.0%} of bare Flask's saturated throughput),"
                     f" random arrivals over {conns} connections, A and B alternating:")
-    pa_runs: list[Run] = []
-    pb_runs: list[Run] = []
-    for r in range(1, args.rounds + 1):
-        pa_runs.append(wrk.run(f"A bare Flask, paced {r}", bare.url, DIAL_WHOM, **unique(), rate=rate))
-        rep.add("warm", pa_runs[-1].line())
-        pb_runs.append(wrk.run(f"B dialwhom cache, paced {r}", dw.url, DIAL_WHOM, **unique(), rate=rate))
-        rep.add("warm", pb_runs[-1].line())
+    pa_runs, pb_runs = alternate(rep, "warm", args.rounds,
+                                 lambda r: wrk.run(f"A bare Flask, paced {r}", bare.url, DIAL_WHOM, **unique(), rate=rate),
+                                 lambda r: wrk.run(f"B dialwhom cache, paced {r}", dw.url, DIAL_WHOM, **unique(), rate=rate))
     pa_med, pb_med = median_run("A bare Flask, paced (median)", pa_runs), median_run("B dialwhom, paced (median)", pb_runs)
     rep.add("warm", pa_med.line())
     rep.add("warm", pb_med.line())
@@ -518,17 +519,13 @@ def case_cold(args, procs: Procs, wrk: Wrk, rep: Report) -> None:
     first = lambda b: (b + 1) * 10_000_000  # noqa: E731
     wrk.run("warm-up server", crm.url, crm_path, first=first(0) + 2, cycle=block - 2, duration=args.warmup, connections=conns)
     wrk.run("warm-up dialwhom", dw.url, DIAL_WHOM, first=first(0) + 2, duration=args.warmup, connections=conns)
-    a_runs: list[Run] = []
-    b_runs: list[Run] = []
-    for r in range(1, args.rounds + 1):
-        a = wrk.run(f"A server alone, round {r}", crm.url, crm_path, first=first(r), cycle=block, duration=dur, connections=conns)
-        rep.add("cold", a.line())
-        b = wrk.run(f"B dialwhom in front, round {r}", dw.url, DIAL_WHOM, first=first(r), duration=dur, connections=conns)
-        rep.add("cold", b.line())
+    a_runs, b_runs = alternate(
+        rep, "cold", args.rounds,
+        lambda r: wrk.run(f"A server alone, round {r}", crm.url, crm_path, first=first(r), cycle=block, duration=dur, connections=conns),
+        lambda r: wrk.run(f"B dialwhom in front, round {r}", dw.url, DIAL_WHOM, first=first(r), duration=dur, connections=conns))
+    for r, b in enumerate(b_runs, 1):
         if b.requests >= block:
             rep.add("cold", f"  WARNING: round {r} sent {b.requests} requests, more than the {block} owners served: some were not-found")
-        a_runs.append(a)
-        b_runs.append(b)
     a_med, b_med = median_run("A server alone (median)", a_runs), median_run("B dialwhom (median)", b_runs)
     if a_med.p50_ms > 10:
         rep.add("cold", f"  WARNING: the fault server alone takes {a_med.p50_ms:.0f} ms per answer: not 'instant' "
