@@ -55,24 +55,28 @@ class Metrics:
         if not self._drain_lock.acquire(blocking=wait):
             return  # another request is tallying them
         try:
-            counts, times = self._counts, self._times
-            while self._pending:
-                kind, name, outcome, seconds = self._pending.popleft()
-                key = (kind, name, outcome)
-                counts[key] = counts.get(key, 0) + 1
-                if seconds is not None:
-                    slots = times.get((kind, name))
-                    if slots is None:
-                        slots = times[(kind, name)] = [0] * (len(_BUCKETS) + 1) + [0.0]
-                    slots[bisect.bisect_left(_BUCKETS, seconds)] += 1  # bounds are inclusive (le)
-                    slots[-1] += seconds
+            self._tally()
         finally:
             self._drain_lock.release()
 
+    def _tally(self) -> None:
+        """Apply the queue to the counts (the caller holds `_drain_lock`)."""
+        counts, times = self._counts, self._times
+        while self._pending:
+            kind, name, outcome, seconds = self._pending.popleft()
+            key = (kind, name, outcome)
+            counts[key] = counts.get(key, 0) + 1
+            if seconds is not None:
+                slots = times.get((kind, name))
+                if slots is None:
+                    slots = times[(kind, name)] = [0] * (len(_BUCKETS) + 1) + [0.0]
+                slots[bisect.bisect_left(_BUCKETS, seconds)] += 1  # bounds are inclusive (le)
+                slots[-1] += seconds
+
     def tallies(self) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str], list[float]]]:
         """Copies of the counts and times, everything queued included."""
-        self._drain(wait=True)
         with self._drain_lock:
+            self._tally()
             return dict(self._counts), {k: list(v) for k, v in self._times.items()}
 
     def render(self) -> bytes:
