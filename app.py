@@ -1,8 +1,9 @@
 """dialwhom: sticky call routing for Exotel's Connect applet.
 
-`create_app(config=None)` builds the Flask app (a factory, no module-level state); `main()` is
-the ``dialwhom`` command. ``python app.py`` and ``flask --app app run`` both serve the embedded
-default config when no other is found.
+`create_app(config=None)` builds the Flask app (a factory, no module-level state). It is the
+WSGI factory, from any folder: ``gunicorn 'dialwhom.app:create_app()'`` or
+``flask --app dialwhom.app run``; ``dialwhom serve`` (`dialwhom.cli`) runs it with the shipped
+gunicorn settings.
 """
 
 from __future__ import annotations
@@ -10,18 +11,17 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 import sys
 from typing import Any, Mapping
 
 from flask import Flask, Response, current_app, request
 
-from integrations.registry import ConnectorType
-from integrations.runtime import Runtime, build_runtime
-from routing.config import ConfigError
-from routing.deadline import Deadline
-from routing.phones import mask
-from routing.request import QueryString, parse_request
+from dialwhom.integrations.registry import ConnectorType
+from dialwhom.integrations.runtime import Runtime, build_runtime
+from dialwhom.routing.config import ConfigError
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.phones import mask
+from dialwhom.routing.request import QueryString, parse_request
 
 log = logging.getLogger("dialwhom")
 
@@ -201,18 +201,3 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("dialwhom").setLevel(level)
     # The dev server's access log prints full query strings: phone numbers and the token.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The ``dialwhom`` command."""
-    from integrations.cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    try:
-        create_app().run(host=os.environ.get("DIALWHOM_HOST", "127.0.0.1"), port=int(os.environ.get("DIALWHOM_PORT", "8080")))
-    except ConfigError as exc:
-        print(f"dialwhom: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None

@@ -64,9 +64,9 @@ def full_collection_ms() -> float:
 
 
 def build_service():
-    from integrations.http_connector import parse_owner_document
-    from routing.config import from_mapping
-    from routing.service import RoutingService
+    from dialwhom.integrations.connectors.http_json import parse_owner_document
+    from dialwhom.routing.config import from_mapping
+    from dialwhom.routing.service import RoutingService
 
     settings = from_mapping({
         "default_region": "IN",

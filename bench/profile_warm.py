@@ -56,7 +56,7 @@ def paths(n: int, callers: int, offset: int = 0) -> list[str]:
 def build_dialwhom(workdir: Path, callers: int, log_level: str = "WARNING"):
     import yaml
 
-    from app import create_app
+    from dialwhom.app import create_app
 
     rows = ["account_id,account_name,phones,owner"] + [f"A-{k:05d},Customer {k},09{k:09d},{REPS[k % len(REPS)][0]}" for k in range(callers)]
     (workdir / "accounts.csv").write_text("\n".join(rows) + "\n")
@@ -76,8 +76,8 @@ def breakdown(app, n: int, callers: int) -> None:
     """Microseconds per call of each step dialwhom adds to a cached answer (best of three)."""
     from werkzeug.wrappers import Request
 
-    from routing.deadline import Deadline
-    from routing.request import parse_request
+    from dialwhom.routing.deadline import Deadline
+    from dialwhom.routing.request import parse_request
 
     rt = app.extensions["dialwhom"]
     svc = rt.service

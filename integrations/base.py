@@ -15,7 +15,7 @@ The rules of `lookup`:
 - **One attempt.** The framework owns retries (in the shared HTTP layer), caching, the circuit
   breaker and the time budget. Never loop, never sleep.
 - **None means not found.** A found customer is a `Match` with at least one owner field set.
-- **Raise only `integrations.errors`.** The shared HTTP layer (`self.http`) already translates
+- **Raise only `dialwhom.routing.errors`.** The shared HTTP layer (`self.http`) already translates
   transport failures; translate your own parsing failures into `BadResponse`.
 - **Respect the deadline.** Pass `deadline` to every `self.http` call; check
   `deadline.expired` between steps when you make several calls.
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from integrations.http import HttpClient
-from integrations.schema import Field, mask_options
-from routing.deadline import Deadline
-from routing.model import Match, Query
+from dialwhom.integrations.http import HttpClient
+from dialwhom.integrations.schema import Field, mask_options
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.model import Match, Query
 
 __all__ = ["Connector", "ConnectorContext"]
 

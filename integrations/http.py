@@ -9,7 +9,7 @@ jitter, only while the deadline leaves room; a `Retry-After` longer than the tim
 call at once. A 401 that a new token can cure (the connector's `refreshable` hook decides) makes
 one token refresh when the connector has a token provider; the refused token is named, so a burst
 of 401s for one expired token refreshes it once. Every transport failure is translated into
-`integrations.errors` here and nowhere else.
+`dialwhom.routing.errors` here and nowhere else.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
-from integrations.errors import (
+from dialwhom.routing.errors import (
     AuthError,
     BadResponse,
     ConnectorError,
@@ -41,8 +41,8 @@ from integrations.errors import (
     ConnectorUnavailable,
     RateLimited,
 )
-from routing.deadline import Deadline
-from routing.phones import mask
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.phones import mask
 
 __all__ = ["HttpClient", "Response", "TokenProvider", "MAX_RETRIES", "USER_AGENT"]
 

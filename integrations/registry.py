@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Iterable, Mapping
 
-from integrations.base import Connector, ConnectorContext
-from integrations.schema import validate_options
-from routing.config import ConfigError, Settings
+from dialwhom.integrations.base import Connector, ConnectorContext
+from dialwhom.integrations.schema import validate_options
+from dialwhom.routing.config import ConfigError, Settings
 
 __all__ = ["GROUP", "ConnectorType", "discover", "build_connectors"]
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from integrations.base import Connector
-from integrations.registry import ConnectorType, build_connectors
-from routing import config as config_mod
-from routing.config import Settings
-from routing.service import RoutingService
+from dialwhom.integrations.base import Connector
+from dialwhom.integrations.registry import ConnectorType, build_connectors
+from dialwhom.routing import config as config_mod
+from dialwhom.routing.config import Settings
+from dialwhom.routing.service import RoutingService
 
 log = logging.getLogger("dialwhom")
 
@@ -51,7 +51,7 @@ def build_runtime(
         log.warning("config has no 'fallback' numbers: an unknown caller on a line without a team gets no answer")
     shared = None
     if settings.shared_state is not None:
-        from routing.shared import RedisState
+        from dialwhom.routing.shared import RedisState
 
         shared = RedisState(
             settings.shared_state.url,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from routing.config_error import ConfigError
+from dialwhom.routing.config_error import ConfigError
 
 __all__ = ["Field", "Secret", "validate_options", "mask_options"]
 

@@ -12,9 +12,9 @@ from typing import Any, Callable, Generic, Hashable, Iterable, Mapping, Sequence
 
 from cachetools import TTLCache
 
-from routing.deadline import Deadline
-from routing.model import Match, Query
-from routing.phones import mask, to_e164
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.model import Match, Query
+from dialwhom.routing.phones import mask, to_e164
 
 __all__ = ["CachedToken", "TTLMemo", "Candidate", "pick_record", "as_utc", "search_key", "SAFE_ACCOUNT_KEY", "KeySearch"]
 

@@ -14,8 +14,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Generic, Hashable, TypeVar
 
-from routing.config import CacheSettings
-from routing.model import Match, Owner
+from dialwhom.routing.config import CacheSettings
+from dialwhom.routing.model import Match, Owner
 
 T = TypeVar("T")
 

@@ -11,8 +11,11 @@ schema when the registry builds them.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+from contextlib import ExitStack
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,12 +23,23 @@ from typing import Any, Mapping
 import phonenumbers
 import yaml
 
-from routing.config_error import ConfigError
-from routing.phones import parse_config_number
+from dialwhom.routing.config_error import ConfigError
+from dialwhom.routing.phones import parse_config_number
 
 __all__ = ["ConfigError", "Settings", "Rep", "ConnectorSettings", "load", "find_config", "from_mapping"]
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "dialwhom.yaml"
+def _embedded_default() -> Path:
+    """The shipped example config (package data), as a file on disk even from a zipped install."""
+    ref = resources.files("dialwhom").joinpath("examples", "dialwhom.yaml")
+    if isinstance(ref, Path):
+        return ref
+    stack = ExitStack()  # a zipped install: extract once for the life of the process
+    atexit.register(stack.close)
+    folder = stack.enter_context(resources.as_file(resources.files("dialwhom").joinpath("examples")))
+    return Path(folder) / "dialwhom.yaml"
+
+
+EXAMPLE_CONFIG = _embedded_default()
 LOOKUP_SOURCES = ("custom_field", "digits", "caller")
 BUDGET_CEILING_MS = 8000
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

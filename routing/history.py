@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from routing.cache import TTLMap
+from dialwhom.routing.cache import TTLMap
 
 
 class LastAgents:

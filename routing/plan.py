@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from routing.config import Settings
-from routing.model import Match
-from routing.phones import mask, parse_config_number
+from dialwhom.routing.config import Settings
+from dialwhom.routing.model import Match
+from dialwhom.routing.phones import mask, parse_config_number
 
 
 @dataclass(frozen=True)

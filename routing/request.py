@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import unquote_plus
 
-from routing.model import Query
-from routing.phones import is_sip, to_e164
+from dialwhom.routing.model import Query
+from dialwhom.routing.phones import is_sip, to_e164
 
 _ABSENT = {"", "null", "none", "undefined"}
 MAX_VALUE_LEN = 256

@@ -18,17 +18,18 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
-from routing.breaker import CircuitBreaker
-from routing.cache import CallPlans, LookupCache, SingleFlight
-from routing.config import Settings
-from routing.deadline import Deadline
-from routing.history import LastAgents
-from routing.metrics import Metrics
-from routing.model import Match, Query
-from routing.phones import mask, parse_config_number
-from routing.plan import Plan, build_plan, fallback_plan, pack_plan, unpack_plan
-from routing.request import ExotelRequest
-from routing.trace import Trace
+from dialwhom.routing.breaker import CircuitBreaker
+from dialwhom.routing.cache import CallPlans, LookupCache, SingleFlight
+from dialwhom.routing.config import Settings
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.errors import BadResponse, ConnectorError
+from dialwhom.routing.history import LastAgents
+from dialwhom.routing.metrics import Metrics
+from dialwhom.routing.model import Match, Query
+from dialwhom.routing.phones import mask, parse_config_number
+from dialwhom.routing.plan import Plan, build_plan, fallback_plan, pack_plan, unpack_plan
+from dialwhom.routing.request import ExotelRequest
+from dialwhom.routing.trace import Trace
 
 log = logging.getLogger("dialwhom.decision")
 
@@ -39,7 +40,7 @@ MAX_HOLD_S = 300.0
 
 
 class LookupSource(Protocol):
-    """What the service needs of a connector (see `integrations.base.Connector`)."""
+    """What the service needs of a connector (see `dialwhom.integrations.base.Connector`)."""
 
     id: str
     supports: tuple[str, ...]
@@ -71,7 +72,7 @@ class RoutingService:
         self.metrics = metrics or Metrics()
         self._plan_memo: dict[tuple[int, str | None], tuple[Match, Plan]] = {}
         self.last_agents = LastAgents(settings.last_agent_days, settings.cache.max_entries)
-        #: optional `routing.shared.RedisState` when several instances serve one Exotel account
+        #: optional `dialwhom.routing.shared.RedisState` when several instances serve one Exotel account
         self.shared = shared
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="dialwhom-lookup")
 
@@ -245,8 +246,6 @@ class RoutingService:
 
     def _fetch(self, connector: LookupSource, query: Query, key: str, deadline: Deadline) -> _Found:
         """One connector call (runs on the pool); updates breaker, cache and metrics."""
-        from integrations.errors import BadResponse, ConnectorError  # runtime only: keeps routing importable alone
-
         breaker = self.breakers[connector.id]
         t0 = time.monotonic()
         outcome = "error"

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from routing.plan import Plan, Step
+from dialwhom.routing.plan import Plan, Step
 
 log = logging.getLogger("dialwhom.shared")
 

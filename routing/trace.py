@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from routing.phones import mask
+from dialwhom.routing.phones import mask
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 #: a run of 7+ digits, possibly written with separators or URL-encoded ('%2B9198…')

@@ -7,11 +7,6 @@ from pathlib import Path
 
 import pytest
 
-# tests/ holds helper modules (faultserver.py) but no __init__.py; pytest runs with
-# --import-mode=importlib, which does not put this folder on sys.path, so do it here.
-_TESTS = str(Path(__file__).resolve().parent)
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
 
 from faultserver import FaultServer  # noqa: E402
 

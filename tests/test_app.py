@@ -6,7 +6,8 @@ import importlib
 import json
 import logging
 import re
-import runpy
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -16,14 +17,14 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import app as app_module
-from app import TRACE_HEADER, create_app
-from integrations.base import Connector
-from integrations.directory import DirectoryConnector
-from integrations.errors import BadResponse
-from integrations.http_connector import HttpJsonConnector
-from integrations.registry import registry_from_classes
-from routing.config import EXAMPLE_CONFIG, load
+import dialwhom.app as app_module
+from dialwhom.app import TRACE_HEADER, create_app
+from dialwhom.integrations.base import Connector
+from dialwhom.integrations.connectors.directory import DirectoryConnector
+from dialwhom.routing.errors import BadResponse
+from dialwhom.integrations.connectors.http_json import HttpJsonConnector
+from dialwhom.integrations.registry import registry_from_classes
+from dialwhom.routing.config import EXAMPLE_CONFIG, load
 
 ASHA, VIKRAM, NORTH3 = "+919800000001", "+919800000002", "+919800000003"
 MEERA, MEERA_DESK, RAHUL, SOUTH3 = "+919800000011", "+918041112233", "+919800000012", "+919800000013"
@@ -488,7 +489,7 @@ def test_any_raw_query_string_gets_a_200_e164_list(raw):
 
 
 def test_app_module_is_a_factory_without_module_level_app():
-    mod = importlib.import_module("app")
+    mod = importlib.import_module("dialwhom.app")
     assert callable(mod.create_app)
     assert not any(isinstance(v, Flask) for v in vars(mod).values())
     assert not hasattr(mod, "app") and not hasattr(mod, "application")
@@ -515,9 +516,9 @@ def test_flask_app_discovery_finds_the_factory(isolated):
         found.extensions["dialwhom"].close()
 
 
-def test_app_py_runs_as_a_script_module_without_serving_on_import(isolated):
-    ns = runpy.run_path(str(Path(app_module.__file__)), run_name="not_main")
-    assert callable(ns["create_app"]) and callable(ns["main"])
+def test_python_m_dialwhom_is_the_command(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "dialwhom", "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0 and "lookup" in out.stdout
 
 
 # -- passthru: who talked to the caller --------------------------------------------------------

@@ -10,13 +10,13 @@ import textwrap
 
 import pytest
 
-import integrations.registry as registry_mod
-from integrations.base import Connector
-from integrations.cli import main
-from integrations.directory import DirectoryConnector
-from integrations.errors import AuthError
-from integrations.registry import registry_from_classes
-from routing.config import EXAMPLE_CONFIG
+import dialwhom.integrations.registry as registry_mod
+from dialwhom.integrations.base import Connector
+from dialwhom.cli import main
+from dialwhom.integrations.connectors.directory import DirectoryConnector
+from dialwhom.routing.errors import AuthError
+from dialwhom.integrations.registry import registry_from_classes
+from dialwhom.routing.config import EXAMPLE_CONFIG
 
 ASHA, VIKRAM, NORTH3, FALLBACK = "+919800000001", "+919800000002", "+919800000003", "+918000000000"
 
@@ -173,7 +173,7 @@ def test_check_json_report(out_to_capsys):
 def test_check_json_stdout_is_only_json(isolated):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIALWHOM_")}
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from integrations.cli import main; sys.exit(main(['check', '--json']))"],
+        [sys.executable, "-c", "import sys; from dialwhom.cli import main; sys.exit(main(['check', '--json']))"],
         cwd=isolated, env=env, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
@@ -236,7 +236,7 @@ def test_connectors_listing(capsys):
     assert main(["connectors", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     by_type = {r["type"]: r for r in rows}
-    assert by_type["directory"]["target"] == "integrations.directory:DirectoryConnector"
+    assert by_type["directory"]["target"] == "dialwhom.integrations.connectors.directory:DirectoryConnector"
     assert by_type["directory"]["status"] == "ok"
     assert by_type["http"]["status"] == "ok"
     rc = main(["connectors"])
@@ -248,7 +248,7 @@ def test_connectors_listing(capsys):
 def test_connectors_listing_reports_a_broken_plugin(capsys, monkeypatch):
     from importlib.metadata import EntryPoint
 
-    from integrations.registry import ConnectorType
+    from dialwhom.integrations.registry import ConnectorType
 
     broken = ConnectorType("ghost", "no_such_module:Ghost", "ghost-plugin", "0.1", entry_point=EntryPoint("ghost", "no_such_module:Ghost", "dialwhom.connectors"))
     monkeypatch.setattr(registry_mod, "discover", lambda: {**registry_from_classes([DirectoryConnector]), "ghost": [broken]})

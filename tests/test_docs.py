@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from routing.config import BreakerSettings, CacheSettings, Settings, SharedStateSettings
+from dialwhom.routing.config import BreakerSettings, CacheSettings, Settings, SharedStateSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -36,7 +36,7 @@ def test_the_readme_reference_config_is_valid(tmp_path, monkeypatch):
     """The reference block itself must load (with its env references set)."""
     import yaml
 
-    from routing.config import from_mapping
+    from dialwhom.routing.config import from_mapping
 
     raw = yaml.safe_load(CONFIG_BLOCK)
     (tmp_path / "accounts.csv").write_text("account_id,account_name,phones,owner\n")
@@ -63,7 +63,7 @@ def test_readme_quick_start_commands_match_ci():
 
 def test_every_command_has_help():
     for cmd in ("serve", "lookup", "check", "connectors", "simulate"):
-        out = subprocess.run([sys.executable, "-c", "import app, sys; sys.exit(app.main(sys.argv[1:]))", cmd, "--help"],
+        out = subprocess.run([sys.executable, "-c", "import sys; from dialwhom.cli import main; sys.exit(main(sys.argv[1:]))", cmd, "--help"],
                              capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert out.returncode == 0, out.stderr
         assert "usage: dialwhom" in out.stdout

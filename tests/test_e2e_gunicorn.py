@@ -16,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from integrations.simulator import SimulationOptions, simulate
+from dialwhom.simulator import SimulationOptions, simulate
 from tests.faultserver import FaultServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,9 +60,9 @@ def service(crm, tmp_path_factory):
     path.write_text(yaml.safe_dump(config))
     port = _free_port()
     log = open(folder / "server.log", "w")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import app, sys; sys.exit(app.main(sys.argv[1:]))",
+        [sys.executable, "-c", "import sys; from dialwhom.cli import main; sys.exit(main(sys.argv[1:]))",
          "serve", "--config", str(path), "--port", str(port), "--workers", "1"],
         cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env,
     )
@@ -187,6 +187,7 @@ def test_an_empty_200_is_reported_as_nobody_dialled(service):
             fallback_url=f"{service[0]}/exotel/fallback?token={TOKEN}", caller="09876543210"))
     finally:
         server.shutdown()
+        server.server_close()
     assert result.outcome == "nobody dialled"
     assert [r.target for r in result.requests] == ["primary"]  # Exotel does not fall back on a 200
     assert not result.contract_kept
@@ -208,7 +209,7 @@ def test_crm_down_still_answers_in_budget_with_the_last_known_owner(service, crm
 def test_the_simulate_command_line_exits_zero_on_a_good_url(service):
     primary, fallback = _urls(service[0])
     out = subprocess.run(
-        [sys.executable, "-c", "import app, sys; sys.exit(app.main(sys.argv[1:]))", "simulate", primary,
+        [sys.executable, "-c", "import sys; from dialwhom.cli import main; sys.exit(main(sys.argv[1:]))", "simulate", primary,
          "--fallback-url", fallback, "--from", "09876543210", "--answers", "busy,completed"],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )

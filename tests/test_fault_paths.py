@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from app import TRACE_HEADER, create_app
-from integrations.http_connector import HttpJsonConnector
-from integrations.registry import registry_from_classes
+from dialwhom.app import TRACE_HEADER, create_app
+from dialwhom.integrations.connectors.http_json import HttpJsonConnector
+from dialwhom.integrations.registry import registry_from_classes
 
 BUDGET_MS = 1000
 #: how late an answer may come after budget_ms (thread scheduling on a busy 2-core box)

@@ -38,7 +38,6 @@ from typing import Any, Iterable, Mapping
 
 import phonenumbers
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: find fake_crm
 from fake_crm import FakeCrmServer, RecordedRequest, Response  # noqa: E402
 
 __all__ = ["FakeHubSpot", "RecordedRequest", "sample_data", "PRIVATE_APP_TOKEN"]

@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: find fake_crm
 import fake_crm  # noqa: E402
 from fake_crm import FakeCrmServer, Response  # noqa: E402
 

@@ -43,7 +43,6 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: find fake_crm
 from fake_crm import FakeCrmServer, RecordedRequest, Response  # noqa: E402
 
 __all__ = ["FakeZoho", "RecordedRequest", "sample_data", "CLIENT_ID", "CLIENT_SECRET", "REFRESH_TOKEN"]

@@ -1,4 +1,4 @@
-"""The contract kit (integrations.testing) run on the built-in connectors, as plugin authors run it."""
+"""The contract kit (dialwhom.testing) run on the built-in connectors, as plugin authors run it."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from urllib.parse import quote
 
 from responses import matchers
 
-from integrations.directory import DirectoryConnector
-from integrations.hubspot import HubSpotConnector
-from integrations.http_connector import HttpJsonConnector
-from integrations.salesforce import SalesforceConnector
-from integrations.testing import ConnectorContract
-from routing.model import Owner
+from dialwhom.integrations.connectors.directory import DirectoryConnector
+from dialwhom.integrations.connectors.hubspot import HubSpotConnector
+from dialwhom.integrations.connectors.http_json import HttpJsonConnector
+from dialwhom.integrations.connectors.salesforce import SalesforceConnector
+from dialwhom.testing import ConnectorContract
+from dialwhom.routing.model import Owner
 
 OWNERS_URL = "https://owners.example.test/owner"
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from integrations.base import ConnectorContext
-from integrations.directory import DirectoryConnector
-from integrations.errors import ConfigError
-from integrations.testing import build_connector
-from routing.deadline import Deadline
-from routing.model import Query
+from dialwhom.integrations.base import ConnectorContext
+from dialwhom.integrations.connectors.directory import DirectoryConnector
+from dialwhom.routing.errors import ConfigError
+from dialwhom.testing import build_connector
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.model import Query
 
 HEADER = "account_id,account_name,phones,owner\n"
 CALLER = "+919876543210"

@@ -1,4 +1,4 @@
-"""`integrations.http.HttpClient` against a misbehaving server on real sockets (and `responses`).
+"""`dialwhom.integrations.http.HttpClient` against a misbehaving server on real sockets (and `responses`).
 
 Every call here runs under a watchdog (`timed`), so a call that ignores its deadline fails the
 test instead of hanging the suite.
@@ -13,7 +13,7 @@ import time
 import pytest
 import responses
 
-from integrations.errors import (
+from dialwhom.routing.errors import (
     AuthError,
     BadResponse,
     ConnectorError,
@@ -21,9 +21,9 @@ from integrations.errors import (
     ConnectorUnavailable,
     RateLimited,
 )
-from integrations.http import HttpClient
-from integrations.support import CachedToken
-from routing.deadline import Deadline
+from dialwhom.integrations.http import HttpClient
+from dialwhom.integrations.support import CachedToken
+from dialwhom.routing.deadline import Deadline
 
 PHONE = "+919876543210"
 #: what must never appear in an error message: the number, raw or URL-encoded
@@ -666,7 +666,7 @@ def timed_out(fn, *args, **kw):
 
 
 def test_watchdog_shuts_down_at_the_deadline_and_only_what_was_not_cancelled():
-    from integrations.http import _Watchdog
+    from dialwhom.integrations.http import _Watchdog
 
     dog = _Watchdog()
     pairs = [socket.socketpair() for _ in range(3)]
@@ -689,7 +689,7 @@ def test_watchdog_shuts_down_at_the_deadline_and_only_what_was_not_cancelled():
 
 
 def test_watchdog_wakes_for_a_nearer_deadline_pushed_later():
-    from integrations.http import _Watchdog
+    from dialwhom.integrations.http import _Watchdog
 
     dog = _Watchdog()
     far, near = socket.socketpair(), socket.socketpair()

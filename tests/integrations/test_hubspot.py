@@ -17,24 +17,23 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: find the fake
 from fake_hubspot import PRIVATE_APP_TOKEN, FakeHubSpot, sample_data  # noqa: E402
 
-from integrations.base import ConnectorContext  # noqa: E402
-from integrations.errors import (  # noqa: E402
+from dialwhom.integrations.base import ConnectorContext  # noqa: E402
+from dialwhom.routing.errors import (  # noqa: E402
     AuthError,
     BadResponse,
     ConfigError,
     ConnectorUnavailable,
     RateLimited,
 )
-from integrations.hubspot import HubSpotConnector  # noqa: E402
-from integrations.registry import build_connectors, registry_from_classes  # noqa: E402
-from integrations.schema import validate_options  # noqa: E402
-from routing.config import from_mapping  # noqa: E402
-from routing.deadline import Deadline  # noqa: E402
-from routing.model import Owner, Query, Record  # noqa: E402
-from routing.phones import variants  # noqa: E402
+from dialwhom.integrations.connectors.hubspot import HubSpotConnector  # noqa: E402
+from dialwhom.integrations.registry import build_connectors, registry_from_classes  # noqa: E402
+from dialwhom.integrations.schema import validate_options  # noqa: E402
+from dialwhom.routing.config import from_mapping  # noqa: E402
+from dialwhom.routing.deadline import Deadline  # noqa: E402
+from dialwhom.routing.model import Owner, Query, Record  # noqa: E402
+from dialwhom.routing.phones import variants  # noqa: E402
 
 BASE = "https://api.hubapi.com"
 CONTACTS = f"{BASE}/crm/v3/objects/contacts/search"
@@ -647,7 +646,7 @@ def _app_config(base_url: str) -> dict:
 
 
 def _app(config: dict):
-    app_module = pytest.importorskip("app")
+    app_module = pytest.importorskip("dialwhom.app")
     app = app_module.create_app(config, registry=registry_from_classes([HubSpotConnector]))
     return app
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from integrations.registry import discover
+from dialwhom.integrations.registry import discover
 
 INSTALLED = importlib.util.find_spec("dialwhom_example_crm") is not None and "examplecrm" in discover()
 pytestmark = pytest.mark.skipif(
@@ -44,7 +44,7 @@ def config(crm, monkeypatch):
 
 @pytest.fixture
 def client(config):
-    from app import create_app
+    from dialwhom.app import create_app
 
     app = create_app(config)  # no registry: connector types come from the installed entry points
     yield app.test_client()
@@ -61,7 +61,7 @@ def test_discovered_through_the_entry_point():
 
 
 def test_listed_by_dialwhom_connectors(capsys):
-    from integrations.cli import main
+    from dialwhom.cli import main
 
     main(["connectors"])
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("examplecrm"))
@@ -89,7 +89,7 @@ def test_caller_the_crm_does_not_know_gets_the_lines_team(client, crm):
 
 
 def test_a_refused_key_still_answers_from_config(config, crm, monkeypatch):
-    from app import create_app
+    from dialwhom.app import create_app
 
     monkeypatch.setenv("EXAMPLECRM_API_KEY", "wrong-key-0123456789")
     app = create_app(config)

@@ -7,11 +7,11 @@ import logging
 import pytest
 import responses
 
-from app import create_app
-from integrations.directory import DirectoryConnector
-from integrations.http_connector import HttpJsonConnector
-from integrations.registry import ConnectorType, build_connectors, registry_from_classes
-from routing.config import ConfigError, from_mapping
+from dialwhom.app import create_app
+from dialwhom.integrations.connectors.directory import DirectoryConnector
+from dialwhom.integrations.connectors.http_json import HttpJsonConnector
+from dialwhom.integrations.registry import ConnectorType, build_connectors, registry_from_classes
+from dialwhom.routing.config import ConfigError, from_mapping
 
 BASE = {"fallback": ["+918000000000"], "reps": [{"owner": "asha@example.com", "phone": "+919800000001"}]}
 

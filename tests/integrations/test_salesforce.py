@@ -19,16 +19,15 @@ import responses
 from hypothesis import given, settings as hsettings, strategies as st
 from responses import matchers
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: find the fake
 from fake_salesforce import FakeSalesforce  # noqa: E402
 
-from integrations.base import ConnectorContext  # noqa: E402
-from integrations.errors import AuthError, BadResponse, ConfigError, RateLimited  # noqa: E402
-from integrations.registry import registry_from_classes  # noqa: E402
-from integrations.salesforce import SalesforceConnector, build_sosl, search_terms, soql_literal  # noqa: E402
-from integrations.schema import validate_options  # noqa: E402
-from routing.deadline import Deadline  # noqa: E402
-from routing.model import Query  # noqa: E402
+from dialwhom.integrations.base import ConnectorContext  # noqa: E402
+from dialwhom.routing.errors import AuthError, BadResponse, ConfigError, RateLimited  # noqa: E402
+from dialwhom.integrations.registry import registry_from_classes  # noqa: E402
+from dialwhom.integrations.connectors.salesforce import SalesforceConnector, build_sosl, search_terms, soql_literal  # noqa: E402
+from dialwhom.integrations.schema import validate_options  # noqa: E402
+from dialwhom.routing.deadline import Deadline  # noqa: E402
+from dialwhom.routing.model import Query  # noqa: E402
 
 MYDOMAIN = "https://acme.my.salesforce.com"
 V = "v62.0"
@@ -678,7 +677,7 @@ def fake_sf():
 
 @pytest.fixture
 def app_client(fake_sf, monkeypatch):
-    app_mod = pytest.importorskip("app")
+    app_mod = pytest.importorskip("dialwhom.app")
     monkeypatch.setenv("SF_CLIENT_ID", fake_sf.client_id)
     monkeypatch.setenv("SF_CLIENT_SECRET", fake_sf.client_secret)
     config = {

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-import integrations.sdk as sdk
-import integrations.testing as kit
-from integrations.base import Connector
+import dialwhom.sdk as sdk
+import dialwhom.testing as kit
+from dialwhom.integrations.base import Connector
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE_PATH = ROOT / "docs" / "writing-a-connector.md"
 GUIDE = GUIDE_PATH.read_text(encoding="utf-8")
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 ENTRY_POINTS: dict[str, str] = PYPROJECT["project"]["entry-points"][kit.GROUP]
-BUILTINS = {name: target for name, target in ENTRY_POINTS.items() if target.startswith("integrations.")}
+BUILTINS = {name: target for name, target in ENTRY_POINTS.items() if target.startswith("dialwhom.integrations.connectors.")}
 
 
 def section(title: str) -> str:
@@ -53,7 +53,7 @@ def kit_runs() -> dict[str, list[str]]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         imported = {a.asname or a.name: f"{n.module}:{a.name}" for n in ast.walk(tree)
                     if isinstance(n, ast.ImportFrom) and n.module for a in n.names}
-        if imported.get("ConnectorContract") != "integrations.testing:ConnectorContract":
+        if imported.get("ConnectorContract") != "dialwhom.testing:ConnectorContract":
             continue
         classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
         contract = {"ConnectorContract"}
@@ -108,7 +108,7 @@ def test_every_builtin_type_name_matches_its_entry_point(name):
 
 def test_sdk_exports_what_it_lists():
     for name in sdk.__all__:
-        assert hasattr(sdk, name), f"integrations.sdk.__all__ lists {name} but does not define it"
+        assert hasattr(sdk, name), f"dialwhom.sdk.__all__ lists {name} but does not define it"
     assert len(set(sdk.__all__)) == len(sdk.__all__)
 
 
@@ -116,14 +116,14 @@ def test_every_sdk_name_is_in_the_guide_and_vice_versa():
     documented = first_column_names(section("SDK reference"))
     exported = set(sdk.__all__)
     assert not exported - documented, f"document in the guide's 'SDK reference': {sorted(exported - documented)}"
-    assert not documented - exported, f"the guide's 'SDK reference' lists names integrations.sdk does not export: {sorted(documented - exported)}"
+    assert not documented - exported, f"the guide's 'SDK reference' lists names dialwhom.sdk does not export: {sorted(documented - exported)}"
 
 
 def test_every_kit_name_is_in_the_guide_and_vice_versa():
     documented = first_column_names(section("Kit reference"))
     exported = set(kit.__all__)
     assert not exported - documented, f"document in the guide's 'Kit reference': {sorted(exported - documented)}"
-    assert not documented - exported, f"the guide's 'Kit reference' lists names integrations.testing does not export: {sorted(documented - exported)}"
+    assert not documented - exported, f"the guide's 'Kit reference' lists names dialwhom.testing does not export: {sorted(documented - exported)}"
     for name in kit.__all__:
         assert hasattr(kit, name)
 
@@ -151,9 +151,9 @@ def test_the_guides_minimal_connector_works():
     """The class in '3. The minimal connector' runs as printed."""
     import responses
 
-    from integrations.testing import build_connector, assert_well_formed_match
-    from routing.deadline import Deadline
-    from routing.model import Query
+    from dialwhom.testing import build_connector, assert_well_formed_match
+    from dialwhom.routing.deadline import Deadline
+    from dialwhom.routing.model import Query
 
     code = code_blocks(section("3. The minimal connector"), "python")[0]
     namespace: dict = {}

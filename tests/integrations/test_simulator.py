@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from integrations.simulator import (
+from dialwhom.simulator import (
     SimulationOptions,
     UsageError,
     build_parser,
@@ -519,7 +519,7 @@ def test_runs_as_a_module(server):
     url = server.on("/dw", text(OWNER))
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "integrations.simulator", url, "-q",
+    proc = subprocess.run([sys.executable, "-m", "dialwhom.simulator", url, "-q",
                            "--answers", "completed"], capture_output=True, text=True,
                           cwd=root, env=env, timeout=20)
     assert proc.returncode == 0, proc.stderr

@@ -19,23 +19,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from responses import matchers
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_zoho import FakeZoho, sample_data  # noqa: E402
 
-from integrations.base import ConnectorContext  # noqa: E402
-from integrations.errors import (  # noqa: E402
+from dialwhom.integrations.base import ConnectorContext  # noqa: E402
+from dialwhom.routing.errors import (  # noqa: E402
     AuthError,
     BadResponse,
     ConnectorUnavailable,
     RateLimited,
 )
-from integrations.registry import registry_from_classes  # noqa: E402
-from integrations.schema import validate_options  # noqa: E402
-from integrations.testing import NOT_FOUND_PHONE, ConnectorContract  # noqa: E402
-from integrations.zoho import DATA_CENTRES, ZohoConnector, _expires_in  # noqa: E402
-from routing.config_error import ConfigError  # noqa: E402
-from routing.deadline import Deadline  # noqa: E402
-from routing.model import Owner, Query  # noqa: E402
+from dialwhom.integrations.registry import registry_from_classes  # noqa: E402
+from dialwhom.integrations.schema import validate_options  # noqa: E402
+from dialwhom.testing import NOT_FOUND_PHONE, ConnectorContract  # noqa: E402
+from dialwhom.integrations.connectors.zoho import DATA_CENTRES, ZohoConnector, _expires_in  # noqa: E402
+from dialwhom.routing.config_error import ConfigError  # noqa: E402
+from dialwhom.routing.deadline import Deadline  # noqa: E402
+from dialwhom.routing.model import Owner, Query  # noqa: E402
 
 ACCOUNTS = "https://accounts.zoho.in"
 API = "https://www.zohoapis.in"
@@ -688,7 +687,7 @@ def test_a_malformed_owner_is_a_bad_response_not_a_miss(rsps, zoho):
         lookup(zoho(modules=["Contacts"]))
 
 
-# --- the contract kit (integrations.testing), as plugin authors run it -------------------------
+# --- the contract kit (dialwhom.testing), as plugin authors run it -------------------------
 
 
 class TestZohoContract(ConnectorContract):
@@ -760,21 +759,10 @@ def test_fake_zoho_wrong_client_is_invalid_client(fake, zoho):
         lookup(zoho(data_centre=None, **opts))
 
 
-def _wait_for_app(seconds: float = 120.0):
-    """The Flask app is written by someone else at the same time: wait for it to import."""
-    root = Path(__file__).resolve().parents[2]
-    end = time.monotonic() + seconds
-    while True:
-        try:
-            if (root / "app.py").exists():
-                from app import create_app
+def _wait_for_app():
+    from dialwhom.app import create_app
 
-                return create_app
-        except ImportError:
-            pass
-        if time.monotonic() > end:
-            pytest.skip("app.py with create_app is not available yet")
-        time.sleep(2.0)
+    return create_app
 
 
 def test_dial_whom_routes_a_known_caller_to_the_zoho_owner_then_team(fake):

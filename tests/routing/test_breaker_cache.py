@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from routing.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from routing.cache import LookupCache
-from routing.config import CacheSettings, from_mapping
-from routing.deadline import Deadline
-from routing.model import Match, Owner
-from routing.request import parse_request
-from routing.service import RoutingService
+from dialwhom.routing.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from dialwhom.routing.cache import LookupCache
+from dialwhom.routing.config import CacheSettings, from_mapping
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.model import Match, Owner
+from dialwhom.routing.request import parse_request
+from dialwhom.routing.service import RoutingService
 
 
 class Clock:
@@ -48,7 +48,7 @@ class RateLimitedConnector:
         self.calls = 0
 
     def lookup(self, query, *, deadline):
-        from integrations.errors import RateLimited
+        from dialwhom.routing.errors import RateLimited
 
         self.calls += 1
         raise RateLimited("slow down", retry_after=120)
@@ -66,7 +66,7 @@ def test_a_retry_after_keeps_the_crm_unasked_until_it_passes():
 
 
 def test_call_plans_expire_and_stay_bounded():
-    from routing.cache import CallPlans
+    from dialwhom.routing.cache import CallPlans
 
     clock = Clock()
     plans = CallPlans(maxsize=10, ttl_s=60, timer=clock)
@@ -85,7 +85,7 @@ def test_call_plans_expire_and_stay_bounded():
 def test_concurrent_first_requests_of_one_call_share_one_plan():
     import threading
 
-    from routing.cache import CallPlans
+    from dialwhom.routing.cache import CallPlans
 
     for _ in range(50):
         plans = CallPlans(maxsize=100, ttl_s=60)
@@ -113,7 +113,7 @@ def test_concurrent_first_requests_of_one_call_share_one_plan():
 def test_a_second_request_waits_for_the_first_requests_plan():
     import threading
 
-    from routing.cache import CallPlans
+    from dialwhom.routing.cache import CallPlans
 
     plans = CallPlans(maxsize=10, ttl_s=60)
     assert plans.claim("sid")[2] is True
@@ -124,7 +124,7 @@ def test_a_second_request_waits_for_the_first_requests_plan():
 
 
 def test_ttl_map_keeps_the_newest_and_expires_by_age():
-    from routing.cache import TTLMap
+    from dialwhom.routing.cache import TTLMap
 
     clock = Clock()
     m = TTLMap(maxsize=10, ttl_s=60, timer=clock)
@@ -143,7 +143,7 @@ def test_ttl_map_keeps_the_newest_and_expires_by_age():
 def test_ttl_map_under_concurrent_writers_stays_bounded_and_consistent():
     import threading
 
-    from routing.cache import TTLMap
+    from dialwhom.routing.cache import TTLMap
 
     m = TTLMap(maxsize=100, ttl_s=60)
     errors = []

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from integrations.base import Connector
-from integrations.directory import DirectoryConnector
-from integrations.registry import build_connectors, registry_from_classes
-from integrations.schema import Field
-from routing.config import BUDGET_CEILING_MS, EXAMPLE_CONFIG, ConfigError, find_config, from_mapping, load
-from routing.deadline import Deadline
-from routing.model import Query
+from dialwhom.integrations.base import Connector
+from dialwhom.integrations.connectors.directory import DirectoryConnector
+from dialwhom.integrations.registry import build_connectors, registry_from_classes
+from dialwhom.integrations.schema import Field
+from dialwhom.routing.config import BUDGET_CEILING_MS, EXAMPLE_CONFIG, ConfigError, find_config, from_mapping, load
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.model import Query
 
 OK = {"fallback": ["+918000000000"]}
 

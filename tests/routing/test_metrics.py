@@ -6,7 +6,7 @@ import threading
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from routing.metrics import DRAIN_AT, Metrics
+from dialwhom.routing.metrics import DRAIN_AT, Metrics
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple], float]:

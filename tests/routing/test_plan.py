@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from routing.config import from_mapping
-from routing.model import Match, Owner
-from routing.plan import build_plan, fallback_plan
+from dialwhom.routing.config import from_mapping
+from dialwhom.routing.model import Match, Owner
+from dialwhom.routing.plan import build_plan, fallback_plan
 
 ASHA, VIKRAM, NORTH3 = "+919800000001", "+919800000002", "+919800000003"
 MEERA, MEERA_DESK, RAHUL, SOUTH3 = "+919800000011", "+918041112233", "+919800000012", "+919800000013"

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from routing.config import LOOKUP_SOURCES
-from routing.model import Query
-from routing.request import MAX_VALUE_LEN, ExotelRequest, QueryString, clean, parse_request
+from dialwhom.routing.config import LOOKUP_SOURCES
+from dialwhom.routing.model import Query
+from dialwhom.routing.request import MAX_VALUE_LEN, ExotelRequest, QueryString, clean, parse_request
 
 CALLER = "+919876543210"
 LINE = "+918039513882"

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from integrations.errors import AuthError, ConnectorUnavailable
-from routing.config import from_mapping
-from routing.deadline import Deadline
-from routing.model import Match, Owner, Query
-from routing.request import parse_request
-from routing.service import RoutingService
+from dialwhom.routing.errors import AuthError, ConnectorUnavailable
+from dialwhom.routing.config import from_mapping
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.model import Match, Owner, Query
+from dialwhom.routing.request import parse_request
+from dialwhom.routing.service import RoutingService
 
 ASHA, VIKRAM, NORTH3 = "+919800000001", "+919800000002", "+919800000003"
 MEERA, RAHUL, SOUTH3 = "+919800000011", "+919800000012", "+919800000013"

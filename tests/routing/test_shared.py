@@ -8,12 +8,12 @@ import uuid
 
 import pytest
 
-from routing.config import from_mapping
-from routing.deadline import Deadline
-from routing.model import Match, Owner
-from routing.request import parse_request
-from routing.service import RoutingService
-from routing.shared import RedisState, plan_from_json, plan_to_json
+from dialwhom.routing.config import from_mapping
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.model import Match, Owner
+from dialwhom.routing.request import parse_request
+from dialwhom.routing.service import RoutingService
+from dialwhom.routing.shared import RedisState, plan_from_json, plan_to_json
 
 REDIS_URL = os.environ.get("DIALWHOM_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
@@ -80,7 +80,7 @@ def _ask(service: RoutingService, **params):
 
 def test_plan_round_trips_through_json():
     settings = from_mapping(CONFIG)
-    from routing.plan import build_plan
+    from dialwhom.routing.plan import build_plan
 
     plan = build_plan(settings, Match(Owner(email="asha@example.com")))
     assert plan_from_json(plan_to_json(plan)) == plan

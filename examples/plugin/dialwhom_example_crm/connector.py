@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from integrations.sdk import (
+from dialwhom.sdk import (
     BadResponse,
     Candidate,
     ConfigError,

@@ -7,8 +7,8 @@ import responses
 from responses import matchers
 
 from dialwhom_example_crm import ExampleCrmConnector
-from integrations.sdk import ConnectorContext, Deadline, Owner, Query
-from integrations.testing import ConnectorContract, build_connector
+from dialwhom.sdk import ConnectorContext, Deadline, Owner, Query
+from dialwhom.testing import ConnectorContract, build_connector
 
 BASE = "https://crm.example.test"
 CONTACTS = f"{BASE}/v1/contacts"

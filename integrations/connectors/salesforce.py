@@ -17,14 +17,14 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 
-from integrations.base import Connector, ConnectorContext
-from integrations.errors import AuthError, BadResponse, ConfigError, ConnectorError, RateLimited
-from integrations.http import HttpClient, Response
-from integrations.schema import Field
-from integrations.support import CachedToken, Candidate, TTLMemo, pick_record
-from routing.deadline import Deadline
-from routing.model import Match, Owner, Query, Record
-from routing.phones import digits_only, mask, same_number, to_e164
+from dialwhom.integrations.base import Connector, ConnectorContext
+from dialwhom.routing.errors import AuthError, BadResponse, ConfigError, ConnectorError, RateLimited
+from dialwhom.integrations.http import HttpClient, Response
+from dialwhom.integrations.schema import Field
+from dialwhom.integrations.support import CachedToken, Candidate, TTLMemo, pick_record
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.model import Match, Owner, Query, Record
+from dialwhom.routing.phones import digits_only, mask, same_number, to_e164
 
 __all__ = ["SalesforceConnector", "search_terms", "build_sosl", "soql_literal"]
 

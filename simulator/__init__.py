@@ -997,7 +997,7 @@ def run_from_args(args: argparse.Namespace, *, stdout: Any = None, stderr: Any =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point: ``python -m integrations.simulator URL [...]``."""
+    """Standalone entry point: ``python -m dialwhom.simulator URL [...]``."""
     parser = build_parser(None)
     try:
         args = parser.parse_args(argv)
@@ -1005,6 +1005,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     return run_from_args(args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,12 +6,12 @@ import pytest
 import responses
 from responses import matchers
 
-from integrations.base import ConnectorContext
-from integrations.errors import AuthError, BadResponse, ConfigError
-from integrations.http_connector import HttpJsonConnector
-from integrations.testing import build_connector
-from routing.deadline import Deadline
-from routing.model import Owner, Query, Record
+from dialwhom.integrations.base import ConnectorContext
+from dialwhom.routing.errors import AuthError, BadResponse, ConfigError
+from dialwhom.integrations.connectors.http_json import HttpJsonConnector
+from dialwhom.testing import build_connector
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.model import Owner, Query, Record
 
 BASE = "https://owners.example.test"
 CALLER = "+919876543210"

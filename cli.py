@@ -10,9 +10,9 @@ import os
 import sys
 from typing import Any
 
-from routing.config import ConfigError
-from routing.deadline import Deadline
-from routing.phones import mask
+from dialwhom.routing.config import ConfigError
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.phones import mask
 
 
 def _freeze_startup_objects(worker) -> None:
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     try:
-        from integrations import simulator
+        from dialwhom import simulator
     except ImportError:  # pragma: no cover - the simulator ships with the package
         simulator = None
     if simulator is not None:
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_serve(args) -> int:
-    from app import create_app
+    from dialwhom.app import create_app
 
     if args.workers is None:
         app = create_app(args.config)  # fail fast on bad config, before binding
@@ -148,7 +148,7 @@ def run_gunicorn(config: str | None, *, host: str, port: int, workers: int, thre
                     self.cfg.set(key, value)
 
         def load(self):
-            from app import create_app
+            from dialwhom.app import create_app
 
             return create_app(config)
 
@@ -159,8 +159,8 @@ def run_gunicorn(config: str | None, *, host: str, port: int, workers: int, thre
 
 
 def cmd_lookup(args) -> int:
-    from integrations.runtime import build_runtime
-    from routing.request import parse_request
+    from dialwhom.integrations.runtime import build_runtime
+    from dialwhom.routing.request import parse_request
 
     if not (args.number or args.custom_field or args.digits):
         print("dialwhom lookup: give a NUMBER, --custom-field or --digits", file=sys.stderr)
@@ -207,8 +207,8 @@ def cmd_lookup(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from integrations.runtime import build_runtime
-    from routing.model import Query
+    from dialwhom.integrations.runtime import build_runtime
+    from dialwhom.routing.model import Query
 
     _quiet_logs()
     out = _Out(sys.stderr if args.json else None, quiet=args.quiet)  # --json: stdout is the JSON document only
@@ -265,7 +265,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_connectors(args) -> int:
-    from integrations.registry import discover
+    from dialwhom.integrations.registry import discover
 
     rows = []
     for name, entries in sorted(discover().items()):
@@ -289,7 +289,7 @@ def cmd_connectors(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from integrations import simulator
+    from dialwhom import simulator
 
     return simulator.run_from_args(args)
 

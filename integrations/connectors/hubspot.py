@@ -24,8 +24,8 @@ from typing import Any, Mapping, Sequence
 
 import phonenumbers
 
-from integrations.base import Connector, ConnectorContext
-from integrations.errors import (
+from dialwhom.integrations.base import Connector, ConnectorContext
+from dialwhom.routing.errors import (
     AuthError,
     BadResponse,
     ConfigError,
@@ -33,12 +33,12 @@ from integrations.errors import (
     ConnectorTimeout,
     RateLimited,
 )
-from integrations.http import HttpClient, Response, retry_after_seconds
-from integrations.schema import Field
-from integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
-from routing.deadline import Deadline
-from routing.model import Match, Owner, Query, Record
-from routing.phones import digits_only, mask, same_number, variants
+from dialwhom.integrations.http import HttpClient, Response, retry_after_seconds
+from dialwhom.integrations.schema import Field
+from dialwhom.integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.model import Match, Owner, Query, Record
+from dialwhom.routing.phones import digits_only, mask, same_number, variants
 
 __all__ = ["HubSpotConnector"]
 
@@ -469,7 +469,7 @@ def _national(e164: str) -> str:
 
 
 def _safe_variant(form: str) -> bool:
-    """A variant from `routing.phones.variants` is digits, '+', '-', spaces, parentheses only."""
+    """A variant from `dialwhom.routing.phones.variants` is digits, '+', '-', spaces, parentheses only."""
     return bool(form) and all(ch.isdigit() and ch.isascii() or ch in "+- ()" for ch in form)
 
 

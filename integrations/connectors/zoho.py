@@ -30,8 +30,8 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 
-from integrations.base import Connector, ConnectorContext
-from integrations.errors import (
+from dialwhom.integrations.base import Connector, ConnectorContext
+from dialwhom.routing.errors import (
     AuthError,
     BadResponse,
     ConfigError,
@@ -40,12 +40,12 @@ from integrations.errors import (
     ConnectorUnavailable,
     RateLimited,
 )
-from integrations.http import MIN_ATTEMPT_S, HttpClient, Response, retry_after_seconds
-from integrations.schema import Field
-from integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
-from routing.deadline import Deadline
-from routing.model import Match, Owner, Record
-from routing.phones import mask, same_number, to_e164
+from dialwhom.integrations.http import MIN_ATTEMPT_S, HttpClient, Response, retry_after_seconds
+from dialwhom.integrations.schema import Field
+from dialwhom.integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.model import Match, Owner, Record
+from dialwhom.routing.phones import mask, same_number, to_e164
 
 __all__ = ["ZohoConnector", "DATA_CENTRES", "SCOPES"]
 

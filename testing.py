@@ -4,7 +4,7 @@ your connector the way the service will use it (docs/writing-a-connector.md, "Ru
 The smallest use, for a connector that calls a JSON API::
 
     import responses
-    from integrations.testing import ConnectorContract
+    from dialwhom.testing import ConnectorContract
     from my_connector import MyCrm
 
     class TestMyCrm(ConnectorContract):
@@ -21,7 +21,7 @@ The smallest use, for a connector that calls a JSON API::
 kit test goes to it, and a request it has no answer for fails like a refused connection. The
 kit itself answers *every* request with each transport fault (connection refused, timeouts,
 5xx, 429, 401/403, HTML and broken JSON bodies, a server that hangs) and checks the connector
-turns it into the right `integrations.errors` class, inside the deadline, with no secret and no
+turns it into the right `dialwhom.routing.errors` class, inside the deadline, with no secret and no
 full phone number in its repr, its logs or its error messages. It also derives bad values from
 `config_schema` and checks each is refused with a `ConfigError` naming the key.
 
@@ -48,8 +48,8 @@ import pytest
 import requests
 import responses
 
-from integrations.base import Connector, ConnectorContext
-from integrations.errors import (
+from dialwhom.integrations.base import Connector, ConnectorContext
+from dialwhom.routing.errors import (
     AuthError,
     BadResponse,
     ConfigError,
@@ -58,11 +58,11 @@ from integrations.errors import (
     ConnectorUnavailable,
     RateLimited,
 )
-from integrations.schema import Field, Secret, validate_options
-from routing.config import FRAMEWORK_CONNECTOR_KEYS
-from routing.deadline import Deadline
-from routing.model import Match, Owner, Query, Record
-from routing.phones import to_e164
+from dialwhom.integrations.schema import Field, Secret, validate_options
+from dialwhom.routing.config import FRAMEWORK_CONNECTOR_KEYS
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.model import Match, Owner, Query, Record
+from dialwhom.routing.phones import to_e164
 
 __all__ = [
     "ConnectorContract", "Fault", "FAULTS", "BadConfig", "schema_bad_configs",
@@ -387,7 +387,7 @@ class ConnectorContract:
         except ConnectorError as exc:
             error = exc
         except Exception as exc:  # noqa: BLE001 - the point is to name it
-            pytest.fail(f"{what}: lookup raised {type(exc).__name__}: {exc}; a connector may raise only integrations.errors")
+            pytest.fail(f"{what}: lookup raised {type(exc).__name__}: {exc}; a connector may raise only dialwhom.routing.errors")
         else:
             pytest.fail(f"{what}: lookup returned {result!r} instead of raising {fault_expect.__name__} "
                         "(None means 'not found' and is cached as such; a failure must raise)")
@@ -405,7 +405,7 @@ class ConnectorContract:
         """type_name, config_schema and supports are declared the way the service reads them."""
         self._check("declaration")
         cls = self._cls()
-        assert issubclass(cls, Connector), f"{cls.__name__} must subclass integrations.sdk.Connector"
+        assert issubclass(cls, Connector), f"{cls.__name__} must subclass dialwhom.sdk.Connector"
         assert _TYPE_NAME.match(cls.type_name or ""), (
             f"type_name {cls.type_name!r}: use a short lowercase name (letters, digits, '_', '-'); "
             "it is the 'type' in config and the entry-point name"
@@ -514,7 +514,7 @@ class ConnectorContract:
 
     @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
     def test_transport_fault_maps_to_connector_error(self, fault: Fault, connector, fake_http):
-        """Every way the store can fail becomes the right integrations.errors class, in time."""
+        """Every way the store can fail becomes the right dialwhom.routing.errors class, in time."""
         self._needs_http(f"fault:{fault.name}")
         fault.install(fake_http)
         error = self._fault_lookup(connector, fault.expect, fake_http, fault.name)
@@ -602,7 +602,7 @@ class ConnectorContract:
             for secret in secrets:
                 assert secret not in text, f"a secret appears in full: {text[:300]}"
             for d in digits:
-                assert d not in text, f"a caller's number appears in full (mask it with routing.phones.mask): {text[:300]}"
+                assert d not in text, f"a caller's number appears in full (mask it with dialwhom.routing.phones.mask): {text[:300]}"
 
     def test_check_raises_only_connector_errors(self, connector, fake_http):
         """`check()` (``dialwhom check``) answers a short note or raises a connector error."""

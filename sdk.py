@@ -1,13 +1,13 @@
 """Everything a connector plugin imports, from one place.
 
-    from integrations.sdk import Connector, Field, Match, Owner, Query, Record, Deadline
+    from dialwhom.sdk import Connector, Field, Match, Owner, Query, Record, Deadline
 
 See docs/writing-a-connector.md. Names here are the stable author surface: they keep their
 meaning across minor versions.
 """
 
-from integrations.base import Connector, ConnectorContext
-from integrations.errors import (
+from dialwhom.integrations.base import Connector, ConnectorContext
+from dialwhom.routing.errors import (
     AuthError,
     BadResponse,
     ConfigError,
@@ -16,12 +16,12 @@ from integrations.errors import (
     ConnectorUnavailable,
     RateLimited,
 )
-from integrations.http import HttpClient, Response, TokenProvider
-from integrations.schema import Field, Secret
-from integrations.support import CachedToken, Candidate, TTLMemo, pick_record
-from routing.deadline import Deadline
-from routing.model import Match, Owner, Query, Record
-from routing.phones import digits_only, same_number, to_e164, variants
+from dialwhom.integrations.http import HttpClient, Response, TokenProvider
+from dialwhom.integrations.schema import Field, Secret
+from dialwhom.integrations.support import CachedToken, Candidate, TTLMemo, pick_record
+from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.model import Match, Owner, Query, Record
+from dialwhom.routing.phones import digits_only, same_number, to_e164, variants
 
 __all__ = [
     "Connector", "ConnectorContext", "Field", "Secret",

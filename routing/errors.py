@@ -1,7 +1,7 @@
 """The errors a connector may raise, and nothing else.
 
 Foreign exceptions (requests, json, socket) are translated into these at one boundary, the
-shared HTTP layer (`integrations.http`), so the framework can tell the cases apart::
+shared HTTP layer (`dialwhom.integrations.http`), so the framework can tell the cases apart::
 
     ConnectorError                 any failure of one lookup; the caller falls back
     ├── ConnectorUnavailable       retryable: connection refused/reset, 5xx
@@ -10,7 +10,7 @@ shared HTTP layer (`integrations.http`), so the framework can tell the cases apa
     ├── AuthError                  401/403 that a token refresh did not (or cannot) cure: fix credentials
     └── BadResponse                an answer we cannot use: HTML, invalid JSON, wrong shape, too big
 
-`ConfigError` (from `routing.config`, re-exported here) is raised when a connector is built
+`ConfigError` (from `dialwhom.routing.config`, re-exported here) is raised when a connector is built
 from a bad config, at startup; it is not a lookup failure.
 
 Not found is not an error: `Connector.lookup` returns ``None``.
@@ -18,7 +18,7 @@ Not found is not an error: `Connector.lookup` returns ``None``.
 
 from __future__ import annotations
 
-from routing.config_error import ConfigError
+from dialwhom.routing.config_error import ConfigError
 
 __all__ = [
     "ConnectorError", "ConnectorUnavailable", "ConnectorTimeout", "RateLimited",
