@@ -16,12 +16,12 @@ from dialwhom.routing.errors import (
     ConnectorUnavailable,
     RateLimited,
 )
-from dialwhom.integrations.http import HttpClient, Response, TokenProvider
+from dialwhom.integrations.http import MIN_ATTEMPT_S, HttpClient, Response, TokenProvider, retry_after_seconds
 from dialwhom.integrations.schema import Field, Secret
-from dialwhom.integrations.support import CachedToken, Candidate, TTLMemo, pick_record
+from dialwhom.integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.model import Match, Owner, Query, Record
-from dialwhom.routing.phones import digits_only, same_number, to_e164, variants
+from dialwhom.routing.phones import digits_only, mask, same_number, to_e164, variants
 
 __all__ = [
     "Connector", "ConnectorContext", "Field", "Secret",
@@ -29,5 +29,6 @@ __all__ = [
     "ConnectorError", "ConnectorUnavailable", "ConnectorTimeout", "RateLimited",
     "AuthError", "BadResponse", "ConfigError",
     "HttpClient", "Response", "TokenProvider", "CachedToken", "TTLMemo",
-    "Candidate", "pick_record", "digits_only", "same_number", "to_e164", "variants",
+    "Candidate", "pick_record", "KeySearch", "as_utc", "retry_after_seconds", "MIN_ATTEMPT_S",
+    "digits_only", "same_number", "to_e164", "variants", "mask",
 ]

@@ -40,6 +40,9 @@ class Owner:
     phone: str | None = None
     #: the owner's team as the CRM reports it, when the connector knows it
     team: str | None = None
+    #: False when the CRM says this user is deactivated (left, archived); None when not known.
+    #: The plan treats an inactive owner as unavailable and says so in the trace.
+    active: bool | None = None
 
     def keys(self) -> list[str]:
         """Identities to match against `reps[].owner` (`Settings.rep_for` ignores case)."""

@@ -13,13 +13,19 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from dialwhom.integrations.base import Connector, ConnectorContext
-from dialwhom.routing.errors import ConnectorUnavailable
-from dialwhom.integrations.schema import Field
-from dialwhom.routing.config_error import ConfigError
-from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.model import Match, Owner, Query, Record
-from dialwhom.routing.phones import to_e164
+from dialwhom.sdk import (
+    ConfigError,
+    Connector,
+    ConnectorContext,
+    ConnectorUnavailable,
+    Deadline,
+    Field,
+    Match,
+    Owner,
+    Query,
+    Record,
+    to_e164,
+)
 
 REQUIRED_COLUMNS = ("account_id", "account_name", "phones", "owner")
 

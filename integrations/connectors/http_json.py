@@ -11,13 +11,19 @@ import string
 from typing import Any
 from urllib.parse import quote
 
-from dialwhom.integrations.base import Connector, ConnectorContext
-from dialwhom.routing.errors import BadResponse
-from dialwhom.integrations.http import HttpClient
-from dialwhom.integrations.schema import Field
-from dialwhom.routing.config_error import ConfigError
-from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.model import Match, Owner, Query, Record
+from dialwhom.sdk import (
+    BadResponse,
+    ConfigError,
+    Connector,
+    ConnectorContext,
+    Deadline,
+    Field,
+    HttpClient,
+    Match,
+    Owner,
+    Query,
+    Record,
+)
 
 _PLACEHOLDERS = {"phone", "key", "kind"}
 

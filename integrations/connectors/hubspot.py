@@ -24,21 +24,35 @@ from typing import Any, Mapping, Sequence
 
 import phonenumbers
 
-from dialwhom.integrations.base import Connector, ConnectorContext
-from dialwhom.routing.errors import (
+from dialwhom.sdk import (
     AuthError,
     BadResponse,
+    CachedToken,
+    Candidate,
     ConfigError,
+    Connector,
+    ConnectorContext,
     ConnectorError,
     ConnectorTimeout,
+    Deadline,
+    Field,
+    HttpClient,
+    KeySearch,
+    Match,
+    Owner,
+    Query,
     RateLimited,
+    Record,
+    Response,
+    TTLMemo,
+    as_utc,
+    digits_only,
+    mask,
+    pick_record,
+    retry_after_seconds,
+    same_number,
+    variants,
 )
-from dialwhom.integrations.http import HttpClient, Response, retry_after_seconds
-from dialwhom.integrations.schema import Field
-from dialwhom.integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
-from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.model import Match, Owner, Query, Record
-from dialwhom.routing.phones import digits_only, mask, same_number, variants
 
 __all__ = ["HubSpotConnector"]
 

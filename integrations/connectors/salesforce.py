@@ -17,14 +17,31 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 
-from dialwhom.integrations.base import Connector, ConnectorContext
-from dialwhom.routing.errors import AuthError, BadResponse, ConfigError, ConnectorError, RateLimited
-from dialwhom.integrations.http import HttpClient, Response
-from dialwhom.integrations.schema import Field
-from dialwhom.integrations.support import CachedToken, Candidate, TTLMemo, pick_record
-from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.model import Match, Owner, Query, Record
-from dialwhom.routing.phones import digits_only, mask, same_number, to_e164
+from dialwhom.sdk import (
+    AuthError,
+    BadResponse,
+    CachedToken,
+    Candidate,
+    ConfigError,
+    Connector,
+    ConnectorContext,
+    ConnectorError,
+    Deadline,
+    Field,
+    HttpClient,
+    Match,
+    Owner,
+    Query,
+    RateLimited,
+    Record,
+    Response,
+    TTLMemo,
+    digits_only,
+    mask,
+    pick_record,
+    same_number,
+    to_e164,
+)
 
 __all__ = ["SalesforceConnector", "search_terms", "build_sosl", "soql_literal"]
 

@@ -30,22 +30,35 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 
-from dialwhom.integrations.base import Connector, ConnectorContext
-from dialwhom.routing.errors import (
+from dialwhom.sdk import (
     AuthError,
     BadResponse,
+    CachedToken,
+    Candidate,
     ConfigError,
+    Connector,
+    ConnectorContext,
     ConnectorError,
     ConnectorTimeout,
     ConnectorUnavailable,
+    Deadline,
+    Field,
+    HttpClient,
+    KeySearch,
+    MIN_ATTEMPT_S,
+    Match,
+    Owner,
     RateLimited,
+    Record,
+    Response,
+    TTLMemo,
+    as_utc,
+    mask,
+    pick_record,
+    retry_after_seconds,
+    same_number,
+    to_e164,
 )
-from dialwhom.integrations.http import MIN_ATTEMPT_S, HttpClient, Response, retry_after_seconds
-from dialwhom.integrations.schema import Field
-from dialwhom.integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
-from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.model import Match, Owner, Record
-from dialwhom.routing.phones import mask, same_number, to_e164
 
 __all__ = ["ZohoConnector", "DATA_CENTRES", "SCOPES"]
 

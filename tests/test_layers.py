@@ -1,0 +1,48 @@
+"""The layout's import rules, checked on the source (README, "Development"):
+routing/ is the core and imports nothing outward; nothing imports the repository's folders
+by their bare names; the built-in connectors use only the public SDK."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = sorted(p for d in ("routing", "integrations", "simulator") for p in (ROOT / d).rglob("*.py")) + sorted(ROOT.glob("*.py"))
+
+
+def imported(path: Path) -> set[str]:
+    """Every module name `path` imports, at any depth (lazy imports inside functions included)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_bare_top_level_names(path):
+    bare = {n for n in imported(path) if n.split(".")[0] in {"app", "routing", "integrations", "simulator", "cli", "sdk", "testing"}}
+    assert not bare, f"{path.name} imports {sorted(bare)}: import them as dialwhom.*"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "routing").rglob("*.py")), ids=lambda p: p.name)
+def test_routing_is_the_inner_layer(path):
+    outward = {n for n in imported(path) if n.startswith("dialwhom.") and not n.startswith("dialwhom.routing")} | ({"flask"} & imported(path))
+    assert not outward, f"routing/{path.name} imports {sorted(outward)}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "integrations" / "connectors").glob("*.py")), ids=lambda p: p.name)
+def test_builtin_connectors_use_only_the_sdk(path):
+    inner = {n for n in imported(path) if n.startswith("dialwhom.") and n != "dialwhom.sdk"}
+    assert not inner, f"integrations/connectors/{path.name} imports {sorted(inner)}: use dialwhom.sdk"
+
+
+def test_integrations_do_not_import_the_web_or_command_layer():
+    for path in (ROOT / "integrations").rglob("*.py"):
+        outer = {n for n in imported(path) if n.split(".")[:2] in (["dialwhom", "app"], ["dialwhom", "cli"], ["dialwhom", "simulator"])}
+        assert not outer, f"{path.relative_to(ROOT)} imports {sorted(outer)}"
