@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from dialwhom.integrations.base import Connector, ConnectorContext
 from dialwhom.integrations.schema import validate_options
@@ -85,8 +85,18 @@ def registry_from_classes(classes: Iterable[type[Connector]]) -> dict[str, list[
     return reg
 
 
-def build_connectors(settings: Settings, registry: Mapping[str, list[ConnectorType]] | None = None) -> list[Connector]:
-    """One connector instance per enabled config entry, in config (priority) order."""
+def build_connectors(
+    settings: Settings,
+    registry: Mapping[str, list[ConnectorType]] | None = None,
+    *,
+    redis: Any = None,
+    data_changed: Callable[[str], None] | None = None,
+) -> list[Connector]:
+    """One connector instance per enabled config entry, in config (priority) order.
+
+    `redis`: the shared-state client handed to every connector; `data_changed(connector_id)`:
+    what a connector's `context.data_changed()` calls (the runtime drops its cached answers).
+    """
     registry = discover() if registry is None else registry
     used = {c.type for c in settings.connectors if c.enabled}
     for name, candidates in registry.items():
@@ -113,6 +123,9 @@ def build_connectors(settings: Settings, registry: Mapping[str, list[ConnectorTy
             timeout_s=cs.timeout_ms / 1000.0,
             retries=cs.retries,
             base_dir=settings.base_dir,
+            redis=redis,
+            key_prefix=settings.shared_state.prefix if settings.shared_state else "dialwhom:",
+            data_changed=(lambda cid=cs.id: data_changed(cid)) if data_changed else ConnectorContext.data_changed,
         )
         try:
             built.append(cls(options, context))
