@@ -53,6 +53,20 @@ def test_every_builtin_connector_has_a_readme_row_and_a_test_module():
         assert any(p.exists() for p in candidates), f"no test module for connector {name} ({target})"
 
 
+def test_every_builtin_connectors_keys_are_documented():
+    """Each key of a built-in's `config_schema` is named in its README row or its docs/crm guide."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="dialwhom.connectors"):
+        if not ep.value.startswith("dialwhom."):
+            continue
+        row = next((line for line in README.splitlines() if line.startswith(f"| `{ep.name}` |")), "")
+        guide = ROOT / "docs" / "crm" / f"{ep.name}.md"
+        text = row + (guide.read_text(encoding="utf-8") if guide.exists() else "")
+        missing = [f.name for f in ep.load().config_schema if f"`{f.name}`" not in text]
+        assert not missing, f"connector {ep.name}: document {missing} in its README row or docs/crm/{ep.name}.md"
+
+
 def test_readme_quick_start_commands_match_ci():
     """CI must run the README's test command (the second quick-start command)."""
     blocks = re.findall(r"```sh\n(.*?)\n```", README.split("## Quick start", 1)[1], flags=re.S)

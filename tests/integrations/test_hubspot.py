@@ -29,7 +29,7 @@ from dialwhom.routing.errors import (  # noqa: E402
 )
 from dialwhom.integrations.connectors.hubspot import HubSpotConnector  # noqa: E402
 from dialwhom.integrations.registry import build_connectors, registry_from_classes  # noqa: E402
-from dialwhom.integrations.schema import validate_options  # noqa: E402
+from dialwhom.routing.schema import validate_options  # noqa: E402
 from dialwhom.routing.config import from_mapping  # noqa: E402
 from dialwhom.routing.deadline import Deadline  # noqa: E402
 from dialwhom.routing.model import Owner, Query, Record  # noqa: E402

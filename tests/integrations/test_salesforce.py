@@ -25,7 +25,7 @@ from dialwhom.integrations.base import ConnectorContext  # noqa: E402
 from dialwhom.routing.errors import AuthError, BadResponse, ConfigError, RateLimited  # noqa: E402
 from dialwhom.integrations.registry import registry_from_classes  # noqa: E402
 from dialwhom.integrations.connectors.salesforce import SalesforceConnector, build_sosl, search_terms, soql_literal  # noqa: E402
-from dialwhom.integrations.schema import validate_options  # noqa: E402
+from dialwhom.routing.schema import validate_options  # noqa: E402
 from dialwhom.routing.deadline import Deadline  # noqa: E402
 from dialwhom.routing.model import Query  # noqa: E402
 

@@ -29,7 +29,7 @@ from dialwhom.routing.errors import (  # noqa: E402
     RateLimited,
 )
 from dialwhom.integrations.registry import registry_from_classes  # noqa: E402
-from dialwhom.integrations.schema import validate_options  # noqa: E402
+from dialwhom.routing.schema import validate_options  # noqa: E402
 from dialwhom.testing import NOT_FOUND_PHONE, ConnectorContract  # noqa: E402
 from dialwhom.integrations.connectors.zoho import DATA_CENTRES, ZohoConnector, _expires_in  # noqa: E402
 from dialwhom.routing.config_error import ConfigError  # noqa: E402
