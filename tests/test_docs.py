@@ -67,6 +67,17 @@ def test_every_builtin_connectors_keys_are_documented():
         assert not missing, f"connector {ep.name}: document {missing} in its README row or docs/crm/{ep.name}.md"
 
 
+def test_every_decision_path_is_declared_and_documented():
+    """The path vocabulary lives in one place (routing/trace.py PATHS); code sets only those."""
+    from dialwhom.routing.trace import PATHS
+
+    for path in PATHS:
+        assert f"`{path}`" in README, f"README's 'How a call is routed' does not name path `{path}`"
+    for source in (ROOT / "routing").glob("*.py"):
+        for path in re.findall(r'\bpath = "([a-z-]+)"', source.read_text(encoding="utf-8")):
+            assert path in PATHS, f"routing/{source.name} sets path {path!r}, not declared in PATHS"
+
+
 def test_readme_quick_start_commands_match_ci():
     """CI must run the README's test command (the second quick-start command)."""
     blocks = re.findall(r"```sh\n(.*?)\n```", README.split("## Quick start", 1)[1], flags=re.S)
