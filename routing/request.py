@@ -52,11 +52,6 @@ class ExotelRequest:
     dial_call_status: str | None = None
     dial_whom_number: str | None = None
 
-    @property
-    def is_repeat(self) -> bool:
-        """A re-request after a failed attempt (fetch numbers after every attempt)."""
-        return self.dial_whom_number is not None or self.dial_call_status is not None
-
     def queries(self, order: tuple[str, ...], region: str) -> list[Query]:
         """The customer keys to try, in `lookup_order`, without duplicates."""
         out: list[Query] = []

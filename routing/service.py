@@ -28,7 +28,7 @@ from dialwhom.routing.metrics import Metrics
 from dialwhom.routing.model import Match, Query
 from dialwhom.routing.phones import mask, parse_config_number
 from dialwhom.routing.ports import LookupSource, SharedState
-from dialwhom.routing.plan import Plan, build_plan, fallback_plan, pack_plan, unpack_plan
+from dialwhom.routing.plan import Plan, build_plan, pack_plan, unpack_plan
 from dialwhom.routing.request import ExotelRequest
 from dialwhom.routing.trace import Trace
 
@@ -158,7 +158,7 @@ class RoutingService:
     def fallback(self, req: ExotelRequest, deadline: Deadline) -> Decision:
         """The answer from config alone (Exotel's Fallback URL): never calls a connector."""
         trace = Trace(call_sid=req.call_sid, path="fallback")
-        return self._finish(fallback_plan(self.settings, req.line), trace, deadline)
+        return self._finish(build_plan(self.settings, None, req.line), trace, deadline)  # config alone
 
     def _finish(self, plan: Plan, trace: Trace, deadline: Deadline) -> Decision:
         trace.plan = plan.reasons
