@@ -18,7 +18,6 @@ from flask import Flask, Response, current_app, request
 
 from dialwhom.integrations.registry import ConnectorType
 from dialwhom.integrations.runtime import Runtime, build_runtime
-from dialwhom.routing.config import ConfigError
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.phones import mask
 from dialwhom.routing.request import QueryString, parse_request

@@ -8,7 +8,6 @@ import logging
 import re
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest

@@ -31,9 +31,7 @@ import argparse
 import copy
 import fnmatch
 import json
-import sys
 import time
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import phonenumbers

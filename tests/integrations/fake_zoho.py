@@ -37,10 +37,8 @@ import copy
 import fnmatch
 import re
 import secrets
-import sys
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from fake_crm import FakeCrmServer, RecordedRequest, Response  # noqa: E402

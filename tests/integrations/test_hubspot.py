@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import sys
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest

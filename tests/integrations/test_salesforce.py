@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import threading
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest

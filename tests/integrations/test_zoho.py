@@ -8,9 +8,6 @@ docs: token answer ``{access_token, api_domain, token_type, expires_in}``, searc
 from __future__ import annotations
 
 import re
-import sys
-import time
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
