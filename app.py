@@ -114,7 +114,7 @@ def _plain_answer(endpoint: str) -> Response:
 
 
 def connect() -> Response:
-    """The Connect applet's Dynamic URL: the same decision as JSON (exotel.md §5)."""
+    """The Connect applet's Dynamic URL: the same decision as JSON (docs/exotel.md §5)."""
     decision = _decide("connect")
     numbers = decision.plan.numbers
     if not numbers:
@@ -126,7 +126,7 @@ def connect() -> Response:
 
 
 def passthru() -> Response:
-    """Passthru applet after Connect: remember who talked to the caller (exotel.md §6).
+    """Passthru applet after Connect: remember who talked to the caller (docs/exotel.md §6).
 
     Answers 200 whatever it learnt, so a sync-mode Passthru always takes its 200 branch.
     """

@@ -1,4 +1,4 @@
-"""What Exotel sent, read tolerantly (exotel.md §1).
+"""What Exotel sent, read tolerantly (docs/exotel.md §1).
 
 Nothing is required and nothing raises: empty strings and the literal ``null`` mean absent,
 ``digits`` loses its double quotes, a ``+`` that arrived as a space is restored, unknown

@@ -1,7 +1,7 @@
 """The `salesforce` connector: requests made, answers understood, failures translated.
 
 Unit tests mock Salesforce with `responses` (payload shapes from Salesforce's REST docs, see
-/work/shared/docs/crm/hubspot-salesforce-zoho.md §2); the end-to-end tests run the Flask app
+the vendor documentation cited in docs/crm/); the end-to-end tests run the Flask app
 against `fake_salesforce`, a real local HTTP server.
 """
 

@@ -1,4 +1,4 @@
-"""Reading what Exotel sends (exotel.md §1): tolerant, never raising, keys in lookup_order."""
+"""Reading what Exotel sends (docs/exotel.md §1): tolerant, never raising, keys in lookup_order."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dialwhom.routing.request import MAX_VALUE_LEN, ExotelRequest, QueryString, 
 CALLER = "+919876543210"
 LINE = "+918039513882"
 
-#: every parameter of exotel.md §1, plus the extras seen in real payloads
+#: every parameter of docs/exotel.md §1, plus the extras seen in real payloads
 FULL_PAYLOAD = {
     "CallSid": "b6cfaf5c7a3e4b9d8f0a1c2d3e4f5a6b",
     "CallFrom": "09876543210",
