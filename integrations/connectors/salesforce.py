@@ -298,7 +298,8 @@ class Refreshed(Generic[T]):
         self.value: T | None = None
         self.error: ConnectorError | None = None
         self._due = 0.0
-        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()  # one load at a time
+        self._flag_lock = threading.Lock()  # guards _busy only: never held during a load
         self._busy = False
         self._threads: list[threading.Thread] = []
         self.closed = False
@@ -314,7 +315,7 @@ class Refreshed(Generic[T]):
 
     def load(self, deadline: Deadline, *, force: bool = False) -> T | None:
         """Load now (one load at a time; a concurrent caller gets the fresh result)."""
-        with self._lock:
+        with self._load_lock:
             if not force and self.clock() < self._due:
                 return self.value
             try:
@@ -331,12 +332,12 @@ class Refreshed(Generic[T]):
 
     def seed(self, value: T) -> None:
         """Use `value` as if it had just been loaded (a warm start; tests)."""
-        with self._lock:
+        with self._load_lock:
             self.value, self.error, self._due = value, None, self.clock() + self.ttl_s
 
     def refresh(self) -> None:
-        """Reload in the background unless a load is already running."""
-        with self._lock:
+        """Reload in the background unless a load is already running; never waits."""
+        with self._flag_lock:
             if self._busy or self.closed:
                 return
             self._busy = True
@@ -347,7 +348,7 @@ class Refreshed(Generic[T]):
             except Exception:  # noqa: BLE001 - a background load must never kill its thread noisily
                 self._log.exception("%s: background load failed", self.name)
             finally:
-                with self._lock:
+                with self._flag_lock:
                     self._busy = False
 
         self.spawn(run)
@@ -691,7 +692,8 @@ class SalesforceConnector(Connector):
         """`call` with the RETURNING lists of the moment; after an INVALID_FIELD, once more
         without the refused field when the deadline leaves time for it."""
         self.token.token(deadline)  # authenticate before describe, once
-        schema = self.schema.get(deadline, wait=True)
+        # only a cold connector reads describe in line, with at most half the time left
+        schema = self.schema.get(deadline.child(deadline.remaining() / 2), wait=True)
         if "Lead" in self.objects:
             self.directory.get(deadline, wait=False)  # (re)loads in the background when due
         try:

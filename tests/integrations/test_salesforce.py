@@ -683,6 +683,33 @@ def test_describe_is_reread_in_the_background_after_its_ttl_and_never_delays_a_l
     assert "OtherPhone" not in q_of(calls_to(rsps, SEARCH_URL)[2])
 
 
+def test_a_background_reload_never_blocks_a_lookup():
+    """While a reload is running (holding its load lock), readers get the old value at once."""
+    from dialwhom.integrations.connectors.salesforce import Refreshed
+    import logging
+
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def load(deadline):
+        calls.append(1)
+        if len(calls) > 1:
+            started.set()
+            release.wait(5)
+        return len(calls)
+
+    clock = [0.0]
+    r = Refreshed("t", load, ttl_s=10, log=logging.getLogger("t"), clock=lambda: clock[0])
+    assert r.get(dl(), wait=True) == 1
+    clock[0] = 11
+    assert r.get(dl(), wait=True) == 1  # stale: served, reload started in the background
+    assert started.wait(5)
+    assert r.get(dl(), wait=True) == 1 and r.get(dl(), wait=False) == 1  # not waiting for the running reload
+    release.set()
+    r.close()
+    assert r.value == 2 and len(calls) == 2
+
+
 def test_directory_follows_next_records_url(rsps):
     cc_token(rsps)
     nxt = f"/services/data/{V}/query/01gD0000002HU6KIAW-2000"
@@ -1048,6 +1075,14 @@ def test_dial_whom_end_to_end_limit_exceeded_falls_back_to_the_line(fake_sf, app
     assert len(fake_sf.calls("/services/data/v62.0/search")) == 1  # the daily limit is not retried
 
 
+def test_dial_whom_end_to_end_with_a_locked_down_integration_user(fake_sf, app_client):
+    """Field-level security on common fields costs detail, never the answer."""
+    fake_sf.hidden |= {"Contact.HomePhone", "Contact.OtherPhone", "Contact.AssistantPhone", "User.MobilePhone", "Lead.IsConverted"}
+    r = app_client.get("/exotel/dial-whom", query_string={"CallSid": "fls", "From": "09876543210", "To": "08039513882"})
+    assert r.get_data(as_text=True) == "+919800000001,+919800000002,+919800000003,+918000000000"
+    assert not [c for c in fake_sf.calls("/services/data/v62.0/search") if "HomePhone" in c.query["q"]]
+
+
 def test_fake_rejects_sosl_injection_like_salesforce(fake_sf):
     import requests
 
@@ -1059,3 +1094,176 @@ def test_fake_rejects_sosl_injection_like_salesforce(fake_sf):
     r = requests.get(f"{fake_sf.url}/services/data/v62.0/search/", params={"q": "FIND {9876543210} IN PHONE FIELDS RETURNING Lead(Id, Owner.MobilePhone)"},
                      headers={"Authorization": f"Bearer {tok['access_token']}"}, timeout=5)
     assert r.status_code == 400 and r.json()[0]["errorCode"] == "INVALID_FIELD"
+
+
+# -- the fake behaves as Salesforce documents ------------------------------------------------------
+
+def _session(sf: FakeSalesforce):
+    import requests
+
+    tok = requests.post(f"{sf.url}/services/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": sf.client_id, "client_secret": sf.client_secret}, timeout=5).json()
+
+    def get(path: str, **params):
+        return requests.get(f"{sf.url}/services/data/v62.0/{path}", params=params or None,
+                            headers={"Authorization": f"Bearer {tok['access_token']}"}, timeout=5)
+    return get
+
+
+def test_fake_field_level_security_hides_fields_from_describe_and_refuses_them_as_invalid_field():
+    with FakeSalesforce(hidden_fields={"Contact.HomePhone", "User.MobilePhone"}) as sf:
+        get = _session(sf)
+        names = {f["name"] for f in get("sobjects/Contact/describe").json()["fields"]}
+        assert "HomePhone" not in names and {"Phone", "MobilePhone", "OwnerId"} <= names
+        owner = next(f for f in get("sobjects/Contact/describe").json()["fields"] if f["name"] == "OwnerId")
+        assert (owner["relationshipName"], owner["referenceTo"]) == ("Owner", ["User"])
+        lead_owner = next(f for f in get("sobjects/Lead/describe").json()["fields"] if f["name"] == "OwnerId")
+        assert lead_owner["referenceTo"] == ["Group", "User"]
+        r = get("search/", q="FIND {9876543210} IN PHONE FIELDS RETURNING Contact(Id, HomePhone)")
+        assert r.status_code == 400
+        (err,) = r.json()
+        assert err["errorCode"] == "INVALID_FIELD" and "No such column 'HomePhone' on entity 'Contact'" in err["message"]
+        r = get("search/", q="FIND {9876543210} IN PHONE FIELDS RETURNING Contact(Id, Owner.MobilePhone)")
+        assert r.status_code == 400 and "No such column 'MobilePhone' on entity 'User'" in r.json()[0]["message"]
+        assert get("sobjects/Opportunity/describe").status_code == 404
+
+
+def test_fake_matches_phone_tokens_as_documented_not_digit_suffixes():
+    """Stored ``098765 43210`` is the tokens 098765 and 43210: only the phrase finds it."""
+    with FakeSalesforce() as sf:
+        get = _session(sf)
+
+        def ids(find: str) -> list[str]:
+            r = get("search/", q=f"FIND {{{find}}} IN PHONE FIELDS RETURNING Contact(Id)")
+            assert r.status_code == 200, r.text
+            return [x["Id"] for x in r.json()["searchRecords"]]
+
+        assert ids("9876543210 OR 919876543210 OR 09876543210") == []
+        assert ids('"098765 43210"') == ["0035g00000MeeraAAQ"]
+        assert ids('"987 654 3210"') == ["0035g00000JohnAAAQ"]  # +1 987-654-3210
+        assert ids("9000011111") == ["0035g00000PriyaAAQ"]  # one number of two in the field
+        assert ids('"98765 4321"') == []
+
+
+def test_fake_session_and_limit_errors_have_salesforces_shapes():
+    with FakeSalesforce(api_limit=1) as sf:
+        get = _session(sf)
+        assert get("search/", q="FIND {9876543210} IN PHONE FIELDS RETURNING Contact(Id)").status_code == 200
+        r = get("search/", q="FIND {9876543210} IN PHONE FIELDS RETURNING Contact(Id)")
+        assert r.status_code == 403 and r.json() == [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+        assert r.headers["Sforce-Limit-Info"] == "api-usage=2/1"
+        sf.expire_tokens()
+        r = get("search/", q="FIND {9876543210} IN PHONE FIELDS RETURNING Contact(Id)")
+        assert r.status_code == 401 and r.json() == [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+
+
+def test_fake_user_directory_query_pages_and_lists_only_active_users():
+    with FakeSalesforce(query_batch=1) as sf:
+        get = _session(sf)
+        first = get("query/", q="SELECT Id, IsActive FROM User WHERE IsActive = true ORDER BY Id").json()
+        assert first["done"] is False and first["totalSize"] == 2 and len(first["records"]) == 1
+        rest = get(first["nextRecordsUrl"].split("/v62.0/", 1)[1]).json()
+        assert rest["done"] is True and [u["IsActive"] for u in first["records"] + rest["records"]] == [True, True]
+
+
+# -- against the fake: request counts, degraded orgs, check ------------------------------------------
+
+def fake_connector(sf: FakeSalesforce, **opts) -> SalesforceConnector:
+    c = make(described=False, login_url=sf.url, client_id=sf.client_id, client_secret=sf.client_secret, **opts)
+    return c
+
+
+def test_requests_per_uncached_lookup_on_a_warm_connector_is_exactly_one():
+    """The figure docs/crm/salesforce.md quotes: after the first lookup, one request per caller."""
+    data = sample_dataset()
+    data["Lead"].append({"Id": "00Q5g00000UserLdAAQ", "Name": "Dev Rao", "Company": "Rao", "Phone": "+91 99000 11122",
+                         "OwnerId": "0055g00000RaviAAAQ", "IsConverted": False, "LastModifiedDate": "2024-06-09T00:00:00.000+0000"})
+    with FakeSalesforce(data) as sf:
+        c = fake_connector(sf)
+        try:
+            cold = c.lookup(phone("09876543210"), deadline=dl())
+            cold_paths = [r.path for r in sf.requests]
+            answers = []
+            for number in ("09123456789", "+19876543210", "08040001000", "09900011122", "09000011111", "09999999999"):
+                sf.reset_requests()
+                answers.append(c.lookup(phone(number), deadline=dl()))
+                assert [r.path for r in sf.requests] == ["/services/data/v62.0/search/"], number
+        finally:
+            c.close()
+    assert cold.owner.team == "North Sales"
+    assert sorted(cold_paths) == sorted(["/services/oauth2/token", "/services/data/v62.0/query/", "/services/data/v62.0/search/"]
+                                        + [f"/services/data/v62.0/sobjects/{o}/describe" for o in ("Contact", "Lead", "Account", "User")])
+    queue_lead, ravi_contact, account_match, user_lead, inactive, unknown = answers
+    assert queue_lead.owner.id == QUEUE
+    assert (ravi_contact.owner.id, ravi_contact.owner.team) == (RAVI, "South Sales")
+    assert account_match.record.type == "Account"
+    assert (user_lead.owner.id, user_lead.owner.phone, user_lead.owner.team) == (RAVI, "+919800000009", "South Sales")
+    assert (inactive.owner.id, inactive.owner.active) == ("0055g00000GitaAAAQ", False)
+    assert unknown is None
+
+
+def test_against_the_fake_a_locked_down_user_still_finds_callers_field_by_field():
+    hidden = {"Contact.HomePhone", "Contact.AssistantPhone", "User.MobilePhone", "User.UserRoleId", "Lead.IsConverted"}
+    with FakeSalesforce(hidden_fields=hidden) as sf:
+        c = fake_connector(sf)
+        try:
+            m = c.lookup(phone("09876543210"), deadline=dl())
+            searches = sf.calls("/services/data/v62.0/search")
+        finally:
+            c.close()
+    assert m.owner.id == ASHA and m.owner.phone == "+918040000001" and m.owner.team is None  # no mobile, no role: less detail
+    assert len(searches) == 1  # no INVALID_FIELD: describe said what to leave out
+
+
+def test_against_the_fake_a_stale_describe_costs_one_retry_then_nothing():
+    """describe said HomePhone was readable; the admin then removed it: one INVALID_FIELD, one
+    repeat without it, and later lookups go straight through."""
+    with FakeSalesforce() as sf:
+        c = fake_connector(sf)
+        try:
+            c.lookup(phone("09876543210"), deadline=dl())
+            sf.hidden.add("Contact.HomePhone")
+            sf.reset_requests()
+            m = c.lookup(phone("+19876543210"), deadline=dl())
+            retried = [r.path for r in sf.requests if "/search" in r.path]
+            c.schema.close()  # the background describe has finished
+            sf.reset_requests()
+            again = c.lookup(phone("09123456789"), deadline=dl())
+        finally:
+            c.close()
+    assert m.owner.id == RAVI and len(retried) == 2
+    assert again.owner.id == QUEUE and [r.path for r in sf.requests] == ["/services/data/v62.0/search/"]
+
+
+def test_phrase_terms_are_what_finds_a_tokenised_number(monkeypatch):
+    import dialwhom.integrations.connectors.salesforce as sf_mod
+
+    with FakeSalesforce() as sf:
+        c = fake_connector(sf)
+        try:
+            assert c.lookup(phone("09876543210"), deadline=dl()).record.id == "0035g00000MeeraAAQ"
+            monkeypatch.setattr(sf_mod, "phrase_terms", lambda value, region="IN": [])
+            assert c.lookup(phone("09876543210"), deadline=dl()) is None  # digits alone miss "098765 43210"
+        finally:
+            c.close()
+
+
+def test_dialwhom_check_prints_warn_for_unreadable_fields_and_ok_otherwise(tmp_path, capsys, monkeypatch):
+    from dialwhom.cli import main
+
+    for hidden, mark in ((set(), "ok  "), ({"User.MobilePhone"}, "warn")):
+        with FakeSalesforce(hidden_fields=hidden) as sf:
+            monkeypatch.setenv("SF_SECRET", sf.client_secret)
+            path = tmp_path / "conf.yaml"
+            path.write_text(
+                "connectors:\n"
+                f"  - {{id: crm, type: salesforce, login_url: '{sf.url}', auth: client_credentials,"
+                f" client_id: '{sf.client_id}', client_secret: '${{SF_SECRET}}'}}\n"
+                "fallback: ['+918000000000']\ntoken: x-token-0123456789abcdef\n", encoding="utf-8")
+            assert main(["check", "--config", str(path)]) == 0
+        out = capsys.readouterr().out
+        line = next(x for x in out.splitlines() if "connector crm" in x)
+        assert line.startswith(f"{mark} connector crm (salesforce): "), line
+        assert "search ok (0 hit(s) for +91*******233" in line
+        if hidden:
+            assert "cannot read User.MobilePhone" in line and "warn: " not in line
