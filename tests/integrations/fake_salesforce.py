@@ -52,7 +52,6 @@ import secrets
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import fake_crm  # noqa: E402
