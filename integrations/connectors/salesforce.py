@@ -570,7 +570,6 @@ class SalesforceConnector(Connector):
             return kind(f"{self.id}: HTTP {resp.status} from Salesforce: {detail}", status=resp.status)
         return None
 
-
     def close(self) -> None:
         self.schema.close()
         self.directory.close()
@@ -669,7 +668,7 @@ class SalesforceConnector(Connector):
             self._layout_key, self._layout = (schema, len(self.refused)), out
         return out
 
-    def _refuse(self, exc: InvalidField, deadline: Deadline) -> str | None:
+    def _refuse(self, exc: InvalidField) -> str | None:
         """Leave out the field INVALID_FIELD named; re-read describe in the background."""
         self.schema.expire()
         self.schema.refresh()
@@ -699,7 +698,7 @@ class SalesforceConnector(Connector):
         try:
             return call(self.layout(schema))
         except InvalidField as exc:
-            dropped = self._refuse(exc, deadline)
+            dropped = self._refuse(exc)
             if dropped is None or deadline.remaining() < 2 * MIN_ATTEMPT_S:
                 raise
             notes.append(f"Salesforce refused {dropped} (INVALID_FIELD); asked again without it")
@@ -773,7 +772,7 @@ class SalesforceConnector(Connector):
             return None
         notes: list[str] = [f"Account matched on {self.account_field}"]
 
-        def call(layout: dict[str, _Returning]) -> Response:
+        def call(_: dict[str, _Returning]) -> Response:  # Account's fields, not the search layout
             schema = self.schema.value
             fields = ", ".join(p for p in ("Id", "Name", *self._owner_paths("Account"), "LastModifiedDate")
                                if p == "Id" or self._readable(schema, "Account", p))
@@ -876,7 +875,7 @@ class SalesforceConnector(Connector):
                 resp = self.http.request("GET", self._api(deadline, "query/"), deadline=deadline, params={"q": soql}, ok=(200,))
                 break
             except InvalidField as exc:
-                if attempt or self._refuse(exc, deadline) is None:
+                if attempt or self._refuse(exc) is None:
                     raise
         users: dict[str, dict] = {}
         for _ in range(DIRECTORY_MAX_PAGES):
