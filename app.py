@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from flask import Flask, Response, current_app, request
 
+from dialwhom import console
 from dialwhom.integrations.registry import ConnectorType
 from dialwhom.integrations.runtime import Runtime, build_runtime
 from dialwhom.routing.deadline import Deadline
@@ -43,6 +44,7 @@ def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]
         app.add_url_rule(rule, view_func=view, methods=methods)
     if runtime.settings.tokens:  # no hook at all when there is nothing to check
         app.before_request(_check_token)
+    console.register(app, runtime)  # /console, only when console_token is set (docs/console.md)
     log.info(
         "dialwhom ready: config=%s connectors=[%s] reps=%d teams=%d budget_ms=%d token=%s",
         runtime.settings.source,

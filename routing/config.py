@@ -25,7 +25,7 @@ import yaml
 
 from dialwhom.routing.config_error import ConfigError
 from dialwhom.routing.phones import parse_config_number
-from dialwhom.routing.schema import Field, validate_options
+from dialwhom.routing.schema import Field, Secret, validate_options
 
 __all__ = ["ConfigError", "Settings", "Rep", "ConnectorSettings", "load", "find_config", "from_mapping"]
 
@@ -114,6 +114,8 @@ class Settings:
     shared_state: SharedStateSettings | None = None
     #: a number `dialwhom check` looks up to prove the connectors answer
     check_number: str | None = None
+    #: the operator console's sign-in secret (/console, docs/console.md); None = no console
+    console_token: str | None = None
     source: str = "<dict>"
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -200,6 +202,15 @@ def _tokens(value: Any, key: str) -> tuple[str, ...]:
     return tuple(tokens)
 
 
+def _console_token(value: Any, key: str) -> Secret | None:
+    """One secret of 16+ characters, or None (no console)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(key, "expected text (a long random secret, best from ${DIALWHOM_CONSOLE_TOKEN})")
+    return Secret(_tokens(value, key)[0])
+
+
 def _lookup_order(value: Any, key: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ConfigError(key, f"expected a list, got {type(value).__name__}")
@@ -258,6 +269,7 @@ TOP_LEVEL: tuple[Field, ...] = (
     Field("shared_state", parse=lambda v, k: _mapping(v, k)),
     Field("last_agent_days", float, default=30.0, min=0, max=365),
     Field("check_number", str, default=""),
+    Field("console_token", parse=lambda v, k: _console_token(v, k), secret=True, help="the operator console's sign-in secret (/console); unset: no console"),
 )
 CACHE: tuple[Field, ...] = (
     Field("positive_ttl_s", float, default=600.0, min=0, max=86400 * 7),
@@ -421,6 +433,7 @@ def from_mapping(
         shared_state=shared,
         last_agent_days=top["last_agent_days"],
         check_number=_check_number(top["check_number"] or "", region),
+        console_token=top["console_token"],
         source=source,
         base_dir=base_dir or Path.cwd(),
     )

@@ -29,6 +29,7 @@ from dialwhom.routing.model import Match, Query
 from dialwhom.routing.phones import mask, parse_config_number
 from dialwhom.routing.ports import Clock, LookupSource, SharedState, SystemClock
 from dialwhom.routing.plan import Plan, build_plan, pack_plan, unpack_plan
+from dialwhom.routing.recent import RecentDecisions
 from dialwhom.routing.request import ExotelRequest
 from dialwhom.routing.trace import Trace
 
@@ -69,9 +70,12 @@ class RoutingService:
         #: optional `dialwhom.routing.shared.RedisState` when several instances serve one Exotel account
         self.shared = shared
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="dialwhom-lookup")
+        #: the console's recent decisions and charts (routing/recent.py), shared through Redis when set
+        self.recent = RecentDecisions(redis=getattr(shared, "client", None), prefix=getattr(shared, "prefix", "dialwhom:"), wall=lambda: self.clock.now().timestamp())
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self.recent.close()
         for c in self.connectors:
             close = getattr(c, "close", None)
             if close:
@@ -135,6 +139,7 @@ class RoutingService:
             decision = self.fallback(req, deadline)
             decision.trace.path = "error-fallback"
         self.metrics.decided(endpoint, decision.trace.path, decision.trace.elapsed_ms / 1000.0)
+        self.recent.record(endpoint, req, decision)
         return decision
 
     def record_outcome(self, req: ExotelRequest) -> bool:
