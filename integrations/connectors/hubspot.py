@@ -481,7 +481,8 @@ class HubSpotConnector(KeySearch, Connector):
     def lookup(self, query: Query, *, deadline: Deadline) -> Match | None:
         if query.kind == "account" and not self.account_property:
             return None  # no property to search account keys in
-        self._maybe_warm()
+        if not deadline.expired:
+            self._maybe_warm()
         return super().lookup(query, deadline=deadline)
 
     def _find_by_phone(self, e164: str, deadline: Deadline, notes: list[str]) -> tuple[str, tuple] | None:

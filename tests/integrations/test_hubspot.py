@@ -1115,3 +1115,15 @@ def test_e2e_injected_html_and_429(fake):
     with pytest.raises(RateLimited) as exc:
         c.lookup(phone(), deadline=deadline())
     assert exc.value.retry_after == 2.0
+
+
+def test_e2e_queue_owned_caller_rings_the_queues_team(fake, monkeypatch):
+    monkeypatch.setenv("HUBSPOT_TOKEN", PRIVATE_APP_TOKEN)
+    config = _app_config(fake.url)
+    config["connectors"][0]["queue_teams"] = {"Inbound Queue": "north"}
+    app = _app(config)
+    try:
+        resp = app.test_client().get("/exotel/dial-whom", query_string={"CallSid": "c6", "From": "09900022222", "To": "08039513882"})
+        assert resp.get_data(as_text=True).split(",")[:2] == ["+919800000002", "+919800000003"]
+    finally:
+        app.extensions["dialwhom"].close()
