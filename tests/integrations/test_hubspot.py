@@ -18,8 +18,7 @@ import pytest
 import responses
 
 import fake_hubspot
-import redis as redis_lib
-import uuid
+from test_ratelimit import redis_client  # noqa: F401  (the shared Redis fixture: own prefix, cleaned up)
 from fake_hubspot import PRIVATE_APP_TOKEN, SERVICE_KEY, FakeHubSpot, sample_data  # noqa: E402
 from dialwhom.sdk import RateLimiter
 
@@ -65,9 +64,27 @@ RATE_HEADERS = {
 EMPTY = {"total": 0, "results": []}
 
 
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+def _fake_clock_limiter(c: HubSpotConnector, clock: Clock) -> None:
+    """The connector's own limiter (same rate and burst) on a fake clock."""
+    c.search_limiter = RateLimiter(c.search_limiter.name, c.search_rate, 1.0, burst=c.search_limiter.capacity,
+                                   clock=clock, sleep=clock.sleep)
+
+
 def make(*, redis=None, background=False, **opts) -> HubSpotConnector:
     """A connector; its background warm-up is not started unless `background` (tests warm it
-    with `warm()` when they want a warm connector, so request counts stay exact)."""
+    with `warm()` when they want a warm connector, so request counts stay exact), and its search
+    limiter waits on a fake clock (no real sleeps) unless it is shared through `redis`."""
     if not any(opts.get(k) for k in ("service_key", "client_id", "client_secret", "refresh_token")):
         opts.setdefault("access_token", TOKEN)
     ctx = ConnectorContext(id="hs", region="IN", timeout_s=1.0, retries=opts.pop("retries", 1), redis=redis,
@@ -75,6 +92,8 @@ def make(*, redis=None, background=False, **opts) -> HubSpotConnector:
     c = HubSpotConnector(validate_options(HubSpotConnector.config_schema, opts, "connectors[0]"), ctx)
     if not background:
         c.spawn = lambda fn: None
+    if redis is None:
+        _fake_clock_limiter(c, Clock())
     return c
 
 
@@ -753,23 +772,6 @@ def test_missing_scopes_403_in_hubspots_shape_names_the_scope(hub):
 # -- local rate limit for search ---------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
-
-
-def _fake_clock_limiter(c: HubSpotConnector, clock: Clock) -> None:
-    """The connector's own limiter (same rate and burst) on a fake clock."""
-    c.search_limiter = RateLimiter(c.search_limiter.name, c.search_rate, 1.0, burst=c.search_limiter.capacity,
-                                   clock=clock, sleep=clock.sleep)
-
-
 def test_searches_past_the_local_rate_wait_when_it_fits_and_are_refused_when_it_does_not(hub):
     """Fails on the old code, which had no local limit and met HubSpot's 429 instead."""
     hub.post(CONTACTS, json=EMPTY)
@@ -786,16 +788,6 @@ def test_searches_past_the_local_rate_wait_when_it_fits_and_are_refused_when_it_
         c.lookup(phone(), deadline=Deadline(0.1, clock=clock))  # a 0.25 s wait does not fit 0.1 s
     assert exc.value.retry_after == pytest.approx(0.25) and exc.value.connector == "hs"
     assert len(hub.calls) == 5  # the refused search was never sent
-
-
-@pytest.fixture
-def redis_client():
-    client = redis_lib.Redis(host="127.0.0.1", port=6379, socket_timeout=0.5)
-    prefix = f"test-hubspot-{uuid.uuid4().hex[:8]}:"
-    yield client, prefix
-    for key in client.scan_iter(f"{prefix}*"):
-        client.delete(key)
-    client.close()
 
 
 def test_search_limit_is_shared_by_instances_through_redis(hub, redis_client):
