@@ -3,8 +3,8 @@
 Serves, from an in-memory dataset, the endpoints the `hubspot` connector uses, under both the
 date-versioned paths (``/crm/objects/2026-03/...``, ``/crm/owners/2026-03``,
 ``/crm/properties/2026-03/...``, ``/oauth/2026-03/token``) and the v3 ones (``/crm/v3/...``),
-with the payload shapes and failures HubSpot documents (see
-/work/shared/docs/crm/hubspot-salesforce-zoho.md, section 1, and docs/crm/hubspot.md):
+with the payload shapes and failures HubSpot documents (see the vendor documentation cited in
+docs/crm/hubspot.md):
 
 - ``POST .../objects/{contacts|companies}/search``: filterGroups (OR) of filters (AND) with
   EQ, NEQ, IN, NOT_IN, HAS_PROPERTY, NOT_HAS_PROPERTY, CONTAINS_TOKEN; HubSpot's limits
@@ -44,9 +44,7 @@ import copy
 import fnmatch
 import json
 import re
-import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import phonenumbers
