@@ -775,17 +775,27 @@ def test_searches_past_the_local_rate_wait_when_it_fits_and_are_refused_when_it_
     hub.post(CONTACTS, json=EMPTY)
     hub.post(COMPANIES, json=EMPTY)
     c, clock = make(objects=["contacts"]), Clock()
-    assert c.search_rate == 4.0 and c.search_limiter.capacity == 1.0  # at most 1 + 4 = 5 in any second
+    assert c.search_rate == 3.0 and c.search_limiter.capacity == 2.0  # at most 2 + 3 = 5 in any second
     _fake_clock_limiter(c, clock)
-    c.lookup(phone(), deadline=Deadline(2.0, clock=clock))
+    for _ in range(2):
+        c.lookup(phone(), deadline=Deadline(2.0, clock=clock))
     assert clock.now == 100.0
-    for _ in range(4):
-        c.lookup(phone(), deadline=Deadline(2.0, clock=clock))  # each waits 0.25 s: fits
+    for _ in range(3):
+        c.lookup(phone(), deadline=Deadline(2.0, clock=clock))  # each waits 1/3 s: fits
     assert clock.now == pytest.approx(101.0)
     with pytest.raises(RateLimited) as exc:
-        c.lookup(phone(), deadline=Deadline(0.1, clock=clock))  # a 0.25 s wait does not fit 0.1 s
-    assert exc.value.retry_after == pytest.approx(0.25) and exc.value.connector == "hs"
+        c.lookup(phone(), deadline=Deadline(0.1, clock=clock))  # a 1/3 s wait does not fit 0.1 s
+    assert exc.value.retry_after == pytest.approx(1 / 3, abs=0.01) and exc.value.connector == "hs"
     assert len(hub.calls) == 5  # the refused search was never sent
+
+
+def test_an_idle_bucket_lets_a_lookups_contact_and_company_searches_go_back_to_back(hub):
+    hub.post(CONTACTS, json=EMPTY)
+    hub.post(COMPANIES, json=EMPTY)
+    c, clock = make(), Clock()
+    _fake_clock_limiter(c, clock)
+    c.lookup(phone(), deadline=Deadline(2.0, clock=clock))
+    assert clock.now == 100.0 and len(hub.calls) == 2
 
 
 def test_search_limit_is_shared_by_instances_through_redis(hub, redis_client):
@@ -925,7 +935,7 @@ def test_check_runs_the_real_search_checks_properties_and_loads_the_directory():
         note = c.check(deadline=deadline())
         assert note.startswith("service key accepted") and "API 2026-03" in note
         assert "contacts search ran (0 hits for a number no one has)" in note
-        assert "owners directory: 3 active, 1 archived" in note and "search limited to 4/s (this process only)" in note
+        assert "owners directory: 3 active, 1 archived" in note and "search limited to 3/s (this process only)" in note
         searches = hs.requests_to("POST", "/crm/objects/2026-03/*/search")
         assert len(searches) == 2
         assert searches[0].json["filterGroups"][0]["filters"][0]["value"] == "2025550143"
