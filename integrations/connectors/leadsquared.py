@@ -71,6 +71,7 @@ PHONE_FORMS = ("country_code", "national")
 _GUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _LONG_DIGITS = re.compile(r"\d{6,}")
+_INPUT_ERROR = re.compile(r"^MX(Invalid|Mandatory)")
 _WINDOW = re.compile(r"limit of (\d+) in (\d+) second", re.I)
 
 
@@ -138,11 +139,15 @@ class LeadSquaredConnector(KeySearch, Connector):
     def _classify(self, resp: Response) -> ConnectorError | None:
         """LeadSquared's error bodies: ``{"Status": "Error", "ExceptionType": ..., "ExceptionMessage": ...}``."""
         status = resp.status
-        if status not in (400, 401, 403, 429):
+        if status not in (400, 401, 403, 429, 500):
             return None
         kind, message = _error_info(resp)
         where = f"{self.id}: HTTP {status} from {_path(resp.url)}"
         detail = f" ({kind}: {message})" if kind or message else ""
+        if status == 500:
+            # LeadSquared answers bad input with a 500 too (its docs' own example is a missing
+            # parameter): those are not outages, retrying or opening the breaker helps nobody.
+            return BadResponse(f"{where}{detail}", status=status) if _INPUT_ERROR.match(kind) else None
         if status == 429:
             wait = retry_after_seconds(resp.headers)
             window = _WINDOW.search(message)
@@ -193,8 +198,13 @@ class LeadSquaredConnector(KeySearch, Connector):
 
     def _find_by_account(self, value: str, deadline: Deadline, notes: list[str]) -> tuple[str, dict] | None:
         if self.account_lookup == "opportunity_id":
-            data = self._with_directory(lambda: self._call("GET", "OpportunityManagement.svc/GetOpportunityDetails", deadline,
-                                                           params={"OpportunityId": value}), deadline, notes)
+            try:
+                data = self._with_directory(lambda: self._call("GET", "OpportunityManagement.svc/GetOpportunityDetails", deadline,
+                                                               params={"OpportunityId": value}), deadline, notes)
+            except BadResponse as exc:
+                if "MXInvalidEntityReference" in str(exc):  # no such opportunity: the caller keyed a wrong id
+                    return None
+                raise
             return self._opportunity(data, value, notes)
         body = {
             "Parameter": {"LookupName": self.account_field, "LookupValue": value, "SqlOperator": "="},
@@ -232,7 +242,7 @@ class LeadSquaredConnector(KeySearch, Connector):
         load = self._executor().submit(self._load_directory, deadline)
         try:
             return search()
-        finally:
+        finally:  # the two run side by side: waiting for the load costs no extra round trip
             wait([load], timeout=max(0.0, deadline.remaining()))
             exc = load.exception() if load.done() else ConnectorTimeout("not loaded in time")
             if exc is not None:

@@ -409,7 +409,31 @@ def test_e2e_seeded_caller_rings_the_lead_owner_then_team(fake, app_for):
 def test_e2e_owner_matched_by_id_and_unknown_caller(fake, app_for):
     client = app_for(_config(fake.url))
     assert _dial(client, "09988776655", "c2")[0][:2] == ["+919800000011", "+919800000012"]  # Ravi, by OwnerId
+    assert len(fake.requests) == 3  # cold: the search and the users list side by side, then Ravi's details
     assert _dial(client, "09111111111", "c3")[0] == ["+918000000000"]
+    assert len(fake.requests) == 4  # warm: one search
+
+
+def test_e2e_opportunity_key_and_input_errors(fake):
+    c = make(host=fake.url, account_lookup="opportunity_id")
+    match = c.lookup(Query("account", "4597c076-be5a-4ba2-9b08-ecd21626750f", "digits"), deadline=Deadline(3))
+    assert match.owner.id == RAVI and match.record.type == "opportunity" and match.team == "South"
+    before = fake.calls()
+    assert c.lookup(Query("account", "no-such-opportunity", "digits"), deadline=Deadline(3)) is None  # LeadSquared's 500
+    assert fake.calls() == before + 1  # an input error is not retried
+    c.close()
+    c = make(host=fake.url, account_lookup="lead_field", account_field="mx_No_Such_Field")
+    with pytest.raises(BadResponse) as exc:
+        c.lookup(Query("account", "ACC-1001", "custom_field"), deadline=Deadline(3))
+    assert "MXInvalidInputException" in str(exc.value)
+    c.close()
+
+
+def test_e2e_lead_field_key(fake, app_for):
+    client = app_for(_config(fake.url, account_lookup="lead_field", account_field="mx_Account_Number"))
+    resp = client.get("/exotel/dial-whom", query_string={"CallSid": "k1", "From": "09111111111", "To": "08039513882",
+                                                         "CustomField": "ACC-1001"})
+    assert resp.get_data(as_text=True).split(",")[:2] == ["+919800000001", "+919800000002"]
 
 
 def test_e2e_departed_owner_is_inactive(fake):
