@@ -25,9 +25,10 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Callable, Mapping, Sequence
+
+from cachetools import TTLCache
 
 from dialwhom.sdk import (
     AuthError,
@@ -104,13 +105,19 @@ class FreshsalesConnector(KeySearch, Connector):
         self.account_field = account_field
         self.max_forms = int(o.get("max_forms") or 3)
         self.max_concurrency = int(o.get("max_concurrency") or 16)
+        asks = self.max_forms * sum(len(f) for f in self.fields.values())
+        if self.max_concurrency < asks:
+            raise ConfigError("max_concurrency", f"{self.max_concurrency} is fewer than the {asks} lookups of one caller "
+                                                 "(max_forms x fields): they would queue into a second round trip")
         account = hashlib.sha256(f"{self.base_url} {o['api_key']}".encode()).hexdigest()[:12]
         shared = {"redis": context.redis, "key_prefix": context.key_prefix}
         self.limiters = (
             RateLimiter(f"freshsales:{account}:minute", int(o.get("per_minute") or 400), 60.0, **shared),
             RateLimiter(f"freshsales:{account}:hour", int(o.get("per_hour") or 1000), 3600.0, **shared),
         )
-        self._owners = _Owners(float(o.get("owners_ttl_s") or 900.0))
+        # the owners selector's users as one entry {id: user}, replaced whole when it expires
+        self._owners: TTLCache = TTLCache(maxsize=1, ttl=float(o.get("owners_ttl_s") or 900.0))
+        self._owners_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -219,7 +226,7 @@ class FreshsalesConnector(KeySearch, Connector):
     def _together(self, calls: Sequence[Callable[[], Any]], deadline: Deadline, notes: list[str]) -> list[Any]:
         """Run `calls` at once (and the owners directory load when it is stale); each result or its error."""
         pool = self._executor()
-        load = None if self._owners.fresh() else pool.submit(self._load_owners, deadline)
+        load = None if self._owner_index() is not None else pool.submit(self._load_owners, deadline)
         futures = [pool.submit(call) for call in calls]
         wait([*futures, *([load] if load else [])], timeout=max(0.0, deadline.remaining()))
         out: list[Any] = []
@@ -240,7 +247,12 @@ class FreshsalesConnector(KeySearch, Connector):
         users = self._get("selector/owners", deadline).get("users")
         if not isinstance(users, list) or not all(isinstance(u, dict) for u in users):
             raise BadResponse(f"{self.id}: owners selector answer has no 'users' list", connector=self.id)
-        self._owners.replace(users)
+        with self._owners_lock:
+            self._owners["owners"] = {str(u.get("id")): u for u in users if u.get("id") is not None}
+
+    def _owner_index(self) -> dict[str, dict] | None:
+        with self._owners_lock:
+            return self._owners.get("owners")
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -263,7 +275,7 @@ class FreshsalesConnector(KeySearch, Connector):
         if owner_id is None:
             self.log.info("connector=%s %s/%s has no owner", self.id, rec.type, rec.id)
             return None
-        user = self._owners.get(owner_id)
+        user = (self._owner_index() or {}).get(owner_id)
         if user is None:
             notes.append(f"owner {owner_id} is not in the owners selector; matching reps by id only")
             return Match(owner=Owner(id=owner_id), record=rec, notes=tuple(notes))
@@ -292,7 +304,7 @@ class FreshsalesConnector(KeySearch, Connector):
             self._load_owners(deadline)
         except AuthError as exc:
             raise AuthError(f"{exc} [owners selector: needed for the owner's email and phone]", connector=self.id, status=exc.status) from None
-        return (f"key accepted at {self.base_url}; lookups ran on {', '.join(ran)}; {self._owners.count()} owners; "
+        return (f"key accepted at {self.base_url}; lookups ran on {', '.join(ran)}; {len(self._owner_index() or {})} owners; "
                 f"{self.max_forms} forms per field: {self.max_forms * len(ran)} calls per uncached lookup")
 
     def close(self) -> None:
@@ -301,34 +313,6 @@ class FreshsalesConnector(KeySearch, Connector):
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
         super().close()
-
-
-class _Owners:
-    """The owners selector's users by id, replaced whole when stale."""
-
-    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic):
-        self._ttl = ttl_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._by_id: dict[str, dict] = {}
-        self._loaded_at: float | None = None
-
-    def fresh(self) -> bool:
-        with self._lock:
-            return self._loaded_at is not None and self._clock() - self._loaded_at < self._ttl
-
-    def replace(self, users: list[dict]) -> None:
-        by_id = {str(u.get("id")): u for u in users if u.get("id") is not None}
-        with self._lock:
-            self._by_id, self._loaded_at = by_id, self._clock()
-
-    def get(self, user_id: str) -> dict | None:
-        with self._lock:
-            return self._by_id.get(user_id)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self._by_id)
 
 
 # -- helpers ----------------------------------------------------------------------------------

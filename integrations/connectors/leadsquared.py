@@ -27,11 +27,10 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Mapping
 
 import phonenumbers
+from cachetools import TTLCache
 
 from dialwhom.sdk import (
     AuthError,
@@ -115,10 +114,10 @@ class LeadSquaredConnector(KeySearch, Connector):
         # One bucket per LeadSquared account (the limit is the account's), shared by instances via Redis.
         self.limiter = RateLimiter(f"leadsquared:{account}", self.calls_per_5s, 5.0,
                                    redis=context.redis, key_prefix=context.key_prefix)
-        self._directory = _Directory(ttl)
+        # the users list as one entry {id or lower-case email: user}, replaced whole when it expires
+        self._users: TTLCache = TTLCache(maxsize=1, ttl=ttl)
+        self._users_lock = threading.Lock()
         self._details: TTLMemo[dict | None] = TTLMemo(maxsize=4096, ttl_s=ttl)
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
 
     # -- HTTP ---------------------------------------------------------------------------------
 
@@ -236,27 +235,35 @@ class LeadSquaredConnector(KeySearch, Connector):
         return "opportunity", record
 
     def _with_directory(self, search: Callable[[], Any], deadline: Deadline, notes: list[str]) -> Any:
-        """Run `search`; when the users directory is cold or stale, load it alongside (one round trip)."""
-        if self._directory.fresh():
+        """Run `search`; when the users list is cold or stale, load it alongside (one round trip)."""
+        if self._user_index() is not None:
             return search()
-        load = self._executor().submit(self._load_directory, deadline)
+        failed: list[BaseException] = []
+        load = threading.Thread(target=self._load_directory, args=(deadline, failed), daemon=True, name=f"lsq-users-{self.id}")
+        load.start()
         try:
             return search()
         finally:  # the two run side by side: waiting for the load costs no extra round trip
-            wait([load], timeout=max(0.0, deadline.remaining()))
-            exc = load.exception() if load.done() else ConnectorTimeout("not loaded in time")
-            if exc is not None:
-                notes.append(f"users directory unavailable ({getattr(exc, 'kind', type(exc).__name__)}); owner status unknown")
+            load.join(timeout=max(0.0, deadline.remaining()))
+            if failed or load.is_alive():
+                kind = getattr(failed[0], "kind", type(failed[0]).__name__) if failed else "timeout"
+                notes.append(f"users directory unavailable ({kind}); owner status unknown")
 
-    def _load_directory(self, deadline: Deadline) -> None:
-        users = self._rows(self._call("GET", "UserManagement.svc/Users.Get", deadline), "Users.Get")
-        self._directory.replace(users)
+    def _load_directory(self, deadline: Deadline, failed: list[BaseException]) -> None:
+        try:
+            self._keep_users(self._rows(self._call("GET", "UserManagement.svc/Users.Get", deadline), "Users.Get"))
+        except ConnectorError as exc:
+            failed.append(exc)
 
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"lsq-{self.id}")
-            return self._pool
+    def _keep_users(self, users: list[dict]) -> None:
+        index = {str(u.get("ID") or u.get("UserId")): u for u in users if u.get("ID") or u.get("UserId")}
+        index.update({u["EmailAddress"].lower(): u for u in users if isinstance(u.get("EmailAddress"), str)})
+        with self._users_lock:
+            self._users["users"] = index
+
+    def _user_index(self) -> dict[str, dict] | None:
+        with self._users_lock:
+            return self._users.get("users")
 
     # -- owner --------------------------------------------------------------------------------
 
@@ -269,7 +276,7 @@ class LeadSquaredConnector(KeySearch, Connector):
         if owner_id is None and email is None:
             self.log.info("connector=%s %s/%s has no owner", self.id, rec.type, rec.id)
             return None
-        user = self._directory.get(owner_id) if owner_id else self._directory.by_email(email)
+        user = (self._user_index() or {}).get(owner_id or str(email).lower())
         owner_id = owner_id or (user or {}).get("ID")
         active = None if user is None else str(user.get("StatusCode")) == "0"
         details = None
@@ -329,48 +336,11 @@ class LeadSquaredConnector(KeySearch, Connector):
             users = self._rows(self._call("GET", "UserManagement.svc/Users.Get", deadline), "Users.Get")
         except AuthError as exc:
             raise AuthError(f"{exc} [users list: needed for owner status, team and manager]", connector=self.id, status=exc.status) from None
-        self._directory.replace(users)
+        self._keep_users(users)
         active = sum(1 for u in users if str(u.get("StatusCode")) == "0")
         found = "warn: the check number matched a lead" if leads else "lead search ran (no match, as expected)"
         return (f"keys accepted at {self.host}; {found}; {active} active of {len(users)} users; "
                 f"limit {self.calls_per_5s} calls per 5 s ({self.limiter.headroom:.0f} free now)")
-
-    def close(self) -> None:
-        with self._pool_lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
-        super().close()
-
-
-class _Directory:
-    """Every user from ``Users.Get`` (id, names, email, StatusCode), replaced whole when stale."""
-
-    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic):
-        self._ttl = ttl_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._by_id: dict[str, dict] = {}
-        self._by_email: dict[str, dict] = {}
-        self._loaded_at: float | None = None
-
-    def fresh(self) -> bool:
-        with self._lock:
-            return self._loaded_at is not None and self._clock() - self._loaded_at < self._ttl
-
-    def replace(self, users: list[dict]) -> None:
-        by_id = {str(u.get("ID") or u.get("UserId")): u for u in users if u.get("ID") or u.get("UserId")}
-        by_email = {str(u["EmailAddress"]).lower(): u for u in users if isinstance(u.get("EmailAddress"), str)}
-        with self._lock:
-            self._by_id, self._by_email, self._loaded_at = by_id, by_email, self._clock()
-
-    def get(self, user_id: str) -> dict | None:
-        with self._lock:
-            return self._by_id.get(user_id)
-
-    def by_email(self, email: str | None) -> dict | None:
-        with self._lock:
-            return self._by_email.get((email or "").lower())
 
 
 # -- helpers ----------------------------------------------------------------------------------

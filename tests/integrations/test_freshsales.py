@@ -15,6 +15,7 @@ import pytest
 import responses
 
 from fake_freshsales import API_KEY, FakeFreshsales, sample_data
+from test_ratelimit import Clock  # the fake clock the RateLimiter tests use
 
 from dialwhom.integrations.base import ConnectorContext
 from dialwhom.integrations.connectors.freshsales import FreshsalesConnector
@@ -103,6 +104,7 @@ def test_base_url_for_tests_and_classic_accounts():
     ({"contact_fields": ["mobile_number", "Mobile Number"]}, "contact_fields[1]"),
     ({"account_fields": ["phone", "phone"]}, "account_fields"),
     ({"account_field": "cf account"}, "account_field"),
+    ({"max_forms": 6}, "max_concurrency"),  # 6 x 3 = 18 lookups would not fit 16 at once
 ])
 def test_config_errors_name_the_key(opts, key):
     with pytest.raises(ConfigError) as exc:
@@ -266,20 +268,9 @@ def test_wrong_answers_are_bad_response(fs, body, ctype):
         make().lookup(phone(), deadline=Deadline(3))
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
-
-
 def test_local_limits_refuse_a_lookup_the_minute_cannot_afford(fs):
     serve(fs, {("mobile_number", CALLER): [MEERA]})
-    clock = FakeClock()
+    clock = Clock()
     c = make()
     c.limiters = (RateLimiter("fs-minute", 10, 60.0, clock=clock, sleep=clock.sleep), RateLimiter("fs-hour", 1000, 3600.0, clock=clock, sleep=clock.sleep))
     c.lookup(phone(), deadline=Deadline(3))  # 9 lookups + the owners selector: the minute's 10

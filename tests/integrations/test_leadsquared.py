@@ -17,6 +17,7 @@ import responses
 from responses import matchers
 
 from fake_leadsquared import ACCESS_KEY, ASHA, GONE, RAVI, SECRET_KEY, FakeLeadSquared, sample_data
+from test_ratelimit import Clock  # the fake clock the RateLimiter tests use
 
 from dialwhom.integrations.base import ConnectorContext
 from dialwhom.integrations.connectors.leadsquared import LeadSquaredConnector
@@ -283,22 +284,9 @@ def test_wrong_answers_are_bad_response(lsq, body):
         make().lookup(phone(), deadline=Deadline(3))
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.slept.append(s)
-        self.now += s
-
-
 def test_local_limiter_waits_only_when_the_wait_fits(lsq):
     answer_all(lsq)
-    clock = FakeClock()
+    clock = Clock()
     c = make(plan="lite")  # 2 calls per 5 s: one slot every 2.5 s
     c.limiter = RateLimiter("lsq-test", 2, 5.0, clock=clock, sleep=clock.sleep)
     c.lookup(phone(), deadline=Deadline(3))  # search, directory, details: the third waits 2.5 s (fits 3 s)
