@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -296,6 +297,30 @@ def test_local_limiter_waits_only_when_the_wait_fits(lsq):
         c.lookup(phone(), deadline=Deadline(1))  # the next slot is 2.5 s away: refused, no call made
     assert exc.value.retry_after == pytest.approx(2.5)
     assert len(lsq.calls) == before and clock.slept == [pytest.approx(2.5)]
+
+
+def test_instances_with_shared_state_draw_from_one_bucket_per_account(lsq):
+    """Two instances (two servers) with the same keys share LeadSquared's per-account limit through Redis."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=0.5)
+    prefix = f"dialwhom-test-{uuid.uuid4().hex[:8]}:"
+    try:
+        client.ping()
+    except redis.RedisError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    answer_all(lsq)
+    opts = validate_options(LeadSquaredConnector.config_schema, {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY, "plan": "lite"}, "c")
+    first, second = (LeadSquaredConnector(opts, ConnectorContext(id=f"lsq{i}", redis=client, key_prefix=prefix)) for i in (1, 2))
+    try:
+        first.check(deadline=Deadline(3))  # 2 calls: the whole burst of lite (2 per 5 s)
+        before = len(lsq.calls)
+        with pytest.raises(RateLimited):
+            second.lookup(phone(), deadline=Deadline(1))  # the other instance sees the same empty bucket
+        assert len(lsq.calls) == before
+    finally:
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+        client.close()
 
 
 # -- check ------------------------------------------------------------------------------------
