@@ -18,7 +18,7 @@ from dialwhom.routing.errors import (
 )
 from dialwhom.integrations.ratelimit import RateLimiter
 from dialwhom.integrations.http import MIN_ATTEMPT_S, HttpClient, Response, TokenProvider, retry_after_seconds
-from dialwhom.integrations.schema import Field, Secret
+from dialwhom.routing.schema import Field, Secret
 from dialwhom.integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.model import Match, Owner, Query, Record

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
 from dialwhom.integrations.http import HttpClient
-from dialwhom.integrations.schema import Field, mask_options
+from dialwhom.routing.schema import Field, mask_options
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.model import Match, Query
 

@@ -13,8 +13,8 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable, Iterable, Mapping
 
 from dialwhom.integrations.base import Connector, ConnectorContext
-from dialwhom.integrations.schema import validate_options
-from dialwhom.routing.config import ConfigError, Settings
+from dialwhom.routing.schema import validate_options
+from dialwhom.routing.config import FRAMEWORK_CONNECTOR_KEYS, ConfigError, Settings
 
 __all__ = ["GROUP", "ConnectorType", "discover", "build_connectors"]
 
@@ -32,7 +32,6 @@ class ConnectorType:
     version: str | None
     entry_point: EntryPoint | None = None
     cls: type[Connector] | None = None
-    error: str | None = None
 
     def load(self) -> type[Connector]:
         if self.cls is not None:
@@ -116,7 +115,7 @@ def build_connectors(
             continue
         key = f"connectors[{i}]"
         cls = _resolve(cs.type, f"{key}.type", registry)
-        options = validate_options(cls.config_schema, cs.options, key)
+        options = validate_options(cls.config_schema, cs.options, key, also=FRAMEWORK_CONNECTOR_KEYS)
         context = ConnectorContext(
             id=cs.id,
             region=settings.default_region,
