@@ -24,7 +24,7 @@ from dialwhom.integrations.base import ConnectorContext
 from dialwhom.integrations.connectors.leadsquared import LeadSquaredConnector
 from dialwhom.integrations.ratelimit import RateLimiter
 from dialwhom.integrations.registry import registry_from_classes
-from dialwhom.integrations.schema import validate_options
+from dialwhom.routing.schema import validate_options
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.errors import AuthError, BadResponse, ConfigError, ConnectorUnavailable, RateLimited
 from dialwhom.routing.model import Owner, Query, Record
