@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Mapping, Sequence
 
 from cachetools import TTLCache
@@ -118,6 +118,7 @@ class FreshsalesConnector(KeySearch, Connector):
         # the owners selector's users as one entry {id: user}, replaced whole when it expires
         self._owners: TTLCache = TTLCache(maxsize=1, ttl=float(o.get("owners_ttl_s") or 900.0))
         self._owners_lock = threading.Lock()
+        self._owners_load: Future | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -226,7 +227,10 @@ class FreshsalesConnector(KeySearch, Connector):
     def _together(self, calls: Sequence[Callable[[], Any]], deadline: Deadline, notes: list[str]) -> list[Any]:
         """Run `calls` at once (and the owners directory load when it is stale); each result or its error."""
         pool = self._executor()
-        load = None if self._owner_index() is not None else pool.submit(self._load_owners, deadline)
+        with self._owners_lock:  # one load at a time, however many callers find the list cold
+            load = None if self._owners.get("owners") is not None else self._owners_load
+            if self._owners.get("owners") is None and (load is None or load.done()):
+                load = self._owners_load = pool.submit(self._load_owners, deadline)
         futures = [pool.submit(call) for call in calls]
         wait([*futures, *([load] if load else [])], timeout=max(0.0, deadline.remaining()))
         out: list[Any] = []

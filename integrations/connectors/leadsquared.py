@@ -117,6 +117,7 @@ class LeadSquaredConnector(KeySearch, Connector):
         # the users list as one entry {id or lower-case email: user}, replaced whole when it expires
         self._users: TTLCache = TTLCache(maxsize=1, ttl=ttl)
         self._users_lock = threading.Lock()
+        self._users_load: tuple[threading.Thread, list[BaseException]] | None = None
         self._details: TTLMemo[dict | None] = TTLMemo(maxsize=4096, ttl_s=ttl)
 
     # -- HTTP ---------------------------------------------------------------------------------
@@ -236,11 +237,18 @@ class LeadSquaredConnector(KeySearch, Connector):
 
     def _with_directory(self, search: Callable[[], Any], deadline: Deadline, notes: list[str]) -> Any:
         """Run `search`; when the users list is cold or stale, load it alongside (one round trip)."""
-        if self._user_index() is not None:
+        with self._users_lock:  # one load at a time, however many callers find the list cold
+            if self._users.get("users") is not None:
+                load = None
+            elif self._users_load is not None and self._users_load[0].is_alive():
+                load, failed = self._users_load
+            else:
+                failed = []
+                load = threading.Thread(target=self._load_directory, args=(deadline, failed), daemon=True, name=f"lsq-users-{self.id}")
+                self._users_load = (load, failed)
+                load.start()
+        if load is None:
             return search()
-        failed: list[BaseException] = []
-        load = threading.Thread(target=self._load_directory, args=(deadline, failed), daemon=True, name=f"lsq-users-{self.id}")
-        load.start()
         try:
             return search()
         finally:  # the two run side by side: waiting for the load costs no extra round trip

@@ -8,6 +8,7 @@ integrators' code, see docs/crm/freshsales.md); the end-to-end tests run the Fla
 from __future__ import annotations
 
 import json
+import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,7 +24,7 @@ from dialwhom.integrations.ratelimit import RateLimiter
 from dialwhom.integrations.registry import registry_from_classes
 from dialwhom.routing.schema import validate_options
 from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.errors import AuthError, BadResponse, ConfigError, ConnectorUnavailable, RateLimited
+from dialwhom.routing.errors import AuthError, BadResponse, ConfigError, RateLimited
 from dialwhom.routing.model import Owner, Query, Record
 from dialwhom.routing.phones import variants
 from dialwhom.testing import ConnectorContract
@@ -140,6 +141,18 @@ def test_warm_connector_makes_only_the_lookups(fs):
     c.lookup(phone(), deadline=Deadline(3))
     assert len(fs.calls) - before == 9
     assert all(urlsplit(x.request.url).path.endswith("/api/lookup") for x in fs.calls[before:])
+
+
+def test_concurrent_cold_callers_share_one_owners_load(fs):
+    serve(fs, {("mobile_number", CALLER): [MEERA]})
+    c = make()
+    threads = [threading.Thread(target=c.lookup, args=(phone(),), kwargs={"deadline": Deadline(3)}) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert sum(urlsplit(x.request.url).path.endswith("/selector/owners") for x in fs.calls) == 1
+    assert len(lookups(fs)) == 36
 
 
 def test_max_forms_and_fields_set_the_cost(fs):

@@ -8,6 +8,7 @@ real local HTTP server that behaves as LeadSquared documents.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from urllib.parse import parse_qs, urlsplit
@@ -26,7 +27,7 @@ from dialwhom.integrations.ratelimit import RateLimiter
 from dialwhom.integrations.registry import registry_from_classes
 from dialwhom.routing.schema import validate_options
 from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.errors import AuthError, BadResponse, ConfigError, ConnectorUnavailable, RateLimited
+from dialwhom.routing.errors import AuthError, BadResponse, ConfigError, RateLimited
 from dialwhom.routing.model import Owner, Query, Record
 from dialwhom.testing import ConnectorContract
 
@@ -143,6 +144,22 @@ def test_warm_lookup_is_one_call(lsq):
     match = c.lookup(phone(), deadline=Deadline(3))
     assert [path_of(x) for x in lsq.calls[before:]] == ["/v2/LeadManagement.svc/RetrieveLeadByPhoneNumber"]
     assert f"owner {ASHA} details from cache" in match.notes and match.owner.team == "North"
+
+
+def test_concurrent_cold_callers_share_one_users_load(lsq):
+    def slow_users(request):
+        time.sleep(0.05)  # still loading when the other callers arrive
+        return 200, {}, json.dumps(USERS_LIST)
+    lsq.get(SEARCH, json=[LEAD])
+    lsq.add_callback(responses.GET, USERS, callback=slow_users)
+    lsq.get(USER, json=[ASHA_DETAIL])
+    c = make(plan="enterprise")
+    threads = [threading.Thread(target=c.lookup, args=(phone(),), kwargs={"deadline": Deadline(3)}) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert sum(path_of(x).endswith("Users.Get") for x in lsq.calls) == 1
 
 
 def test_national_phone_form(lsq):
