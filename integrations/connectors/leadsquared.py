@@ -17,7 +17,9 @@ Calls per lookup:
 - phone, users directory cold or stale: +1 ``Users.Get``, made *concurrently* with the search
   (no extra round trip);
 - phone, owner not seen before: +1 serial ``User/Retrieve/ByUserId`` (team, manager, phone),
-  then cached for ``directory_ttl_s``; skipped for a user the directory lists as inactive;
+  then kept: after ``directory_ttl_s`` the kept details are still answered and refreshed in the
+  background, so a known owner never costs a serial call again; skipped for a user the directory
+  lists as inactive;
 - account key (``account_lookup``): 1 ``Leads.Get`` or ``GetOpportunityDetails``, same owner rules;
 - not found: 1.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 from typing import Any, Callable, Mapping
 
 import phonenumbers
@@ -50,7 +53,6 @@ from dialwhom.sdk import (
     RateLimiter,
     Record,
     Response,
-    TTLMemo,
     mask,
     retry_after_seconds,
     same_number,
@@ -66,6 +68,8 @@ LEAD_COLUMNS = ("ProspectID", "FirstName", "LastName", "Phone", "Mobile", "Owner
 #: what `dialwhom check` searches for: a number no lead should have
 CHECK_NUMBER = "+919000000000"
 PHONE_FORMS = ("country_code", "national")
+#: owners whose details are kept (the oldest goes first past this)
+MAX_OWNERS = 4096
 
 _GUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
@@ -118,7 +122,13 @@ class LeadSquaredConnector(KeySearch, Connector):
         self._users: TTLCache = TTLCache(maxsize=1, ttl=ttl)
         self._users_lock = threading.Lock()
         self._users_load: tuple[threading.Thread, list[BaseException]] | None = None
-        self._details: TTLMemo[dict | None] = TTLMemo(maxsize=4096, ttl_s=ttl)
+        # owner details by user id: (fetched at, details); past `ttl` they are still answered, and
+        # refreshed in the background, so a known owner never costs a serial call again
+        self._details: dict[str, tuple[float, dict]] = {}
+        self._details_lock = threading.Lock()
+        self._refreshing: set[str] = set()
+        self._ttl = ttl
+        self._clock = time.monotonic
 
     # -- HTTP ---------------------------------------------------------------------------------
 
@@ -314,21 +324,46 @@ class LeadSquaredConnector(KeySearch, Connector):
 
     def _owner_details(self, user_id: str, deadline: Deadline, notes: list[str]) -> dict | None:
         """The user's team, manager and phones; {} for an inactive/unknown user; None if unavailable."""
-        fetched: list[bool] = []
-
-        def load() -> dict:
-            fetched.append(True)
-            rows = self._rows(self._call("GET", "UserManagement.svc/User/Retrieve/ByUserId", deadline, params={"userId": user_id}), "User/Retrieve/ByUserId")
-            return rows[0] if rows else {}
-
+        with self._details_lock:
+            cached = self._details.get(user_id)
+        if cached is not None:
+            stale = self._clock() - cached[0] >= self._ttl
+            if stale:
+                self._refresh_details(user_id)
+            notes.append(f"owner {user_id} details from cache" + (" (refreshing in the background)" if stale else ""))
+            return cached[1]
         try:
-            details = self._details.get_or_load(user_id, load)
+            return self._fetch_details(user_id, deadline)
         except ConnectorError as exc:
             notes.append(f"owner details unavailable ({exc.kind}); answered without team")
             return None
-        if not fetched:
-            notes.append(f"owner {user_id} details from cache")
+
+    def _fetch_details(self, user_id: str, deadline: Deadline) -> dict:
+        rows = self._rows(self._call("GET", "UserManagement.svc/User/Retrieve/ByUserId", deadline, params={"userId": user_id}), "User/Retrieve/ByUserId")
+        details = rows[0] if rows else {}
+        with self._details_lock:
+            if len(self._details) >= MAX_OWNERS and user_id not in self._details:
+                self._details.pop(min(self._details, key=lambda k: self._details[k][0]))  # the oldest
+            self._details[user_id] = (self._clock(), details)
         return details
+
+    def _refresh_details(self, user_id: str) -> None:
+        """Fetch a stale owner's details again off the caller's path (one refresh per owner at a time)."""
+        with self._details_lock:
+            if user_id in self._refreshing:
+                return
+            self._refreshing.add(user_id)
+
+        def run() -> None:
+            try:
+                self._fetch_details(user_id, Deadline(max(1.0, self.context.timeout_s)))
+            except ConnectorError as exc:  # keep the stale details; the next stale read tries again
+                self.log.info("connector=%s refreshing owner %s details failed (%s)", self.id, user_id, exc.kind)
+            finally:
+                with self._details_lock:
+                    self._refreshing.discard(user_id)
+
+        threading.Thread(target=run, daemon=True, name=f"lsq-owner-{self.id}").start()
 
     # -- check --------------------------------------------------------------------------------
 

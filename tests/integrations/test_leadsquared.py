@@ -162,6 +162,25 @@ def test_concurrent_cold_callers_share_one_users_load(lsq):
     assert sum(path_of(x).endswith("Users.Get") for x in lsq.calls) == 1
 
 
+def test_stale_owner_details_are_answered_and_refreshed_off_the_callers_path(lsq):
+    answer_all(lsq)
+    c = make(directory_ttl_s=60)
+    now = [1000.0]
+    c._clock = lambda: now[0]
+    c.lookup(phone(), deadline=Deadline(3))
+    lsq.replace(responses.GET, USER, json=[{**ASHA_DETAIL, "TeamName": "West"}])
+    now[0] += 61
+    match = c.lookup(phone(), deadline=Deadline(3))
+    assert match.owner.team == "North"  # the stale answer, at once
+    assert f"owner {ASHA} details from cache (refreshing in the background)" in match.notes
+    for _ in range(100):  # the refresh runs on its own thread
+        if c.lookup(phone(), deadline=Deadline(3)).owner.team == "West":
+            break
+        time.sleep(0.01)
+    assert c.lookup(phone(), deadline=Deadline(3)).owner.team == "West"
+    assert sum(path_of(x).endswith("ByUserId") for x in lsq.calls) == 2
+
+
 def test_national_phone_form(lsq):
     answer_all(lsq)
     make(phone_form="national").lookup(phone(), deadline=Deadline(3))
