@@ -95,6 +95,9 @@ class LeadSquaredConnector(KeySearch, Connector):
               help="what a CustomField/digits key is: a lead field's value, an opportunity id, or not looked up"),
         Field("account_field", str, default="ProspectID", help="lead field (schema name) holding the key, for account_lookup: lead_field"),
         Field("directory_ttl_s", float, default=900.0, min=10, max=86400, help="how long the users directory and owner details are kept"),
+        Field("prefetch_details", bool, default=False,
+              help="after loading the users list, fetch every active user's team and manager in the background, "
+                   "using at most half the rate limit, so no owner's first call waits for them"),
     )
 
     def __init__(self, options: Mapping[str, Any], context: ConnectorContext):
@@ -129,6 +132,8 @@ class LeadSquaredConnector(KeySearch, Connector):
         self._refreshing: set[str] = set()
         self._ttl = ttl
         self._clock = time.monotonic
+        self.prefetch = bool(o.get("prefetch_details"))
+        self._closed = threading.Event()
 
     # -- HTTP ---------------------------------------------------------------------------------
 
@@ -269,9 +274,35 @@ class LeadSquaredConnector(KeySearch, Connector):
 
     def _load_directory(self, deadline: Deadline, failed: list[BaseException]) -> None:
         try:
-            self._keep_users(self._rows(self._call("GET", "UserManagement.svc/Users.Get", deadline), "Users.Get"))
+            users = self._rows(self._call("GET", "UserManagement.svc/Users.Get", deadline), "Users.Get")
         except ConnectorError as exc:
             failed.append(exc)
+            return
+        self._keep_users(users)
+        if self.prefetch:
+            self._prefetch([str(u.get("ID")) for u in users if str(u.get("StatusCode")) == "0" and _GUID.match(str(u.get("ID")))])
+
+    def _prefetch(self, user_ids: list[str]) -> None:
+        """Fetch the details of `user_ids` not known yet, in order, leaving half the limit to lookups."""
+        reserve = self.limiter.capacity / 2
+
+        def run() -> None:
+            for user_id in user_ids:
+                with self._details_lock:
+                    if user_id in self._details:
+                        continue
+                while self.limiter.headroom < reserve + 1:
+                    if self._closed.wait(5.0 / self.calls_per_5s):  # one slot's refill time
+                        return
+                if self._closed.is_set():
+                    return
+                try:
+                    self._fetch_details(user_id, Deadline(max(1.0, self.context.timeout_s)))
+                except ConnectorError as exc:
+                    self.log.info("connector=%s prefetching owner details stopped (%s)", self.id, exc.kind)
+                    return
+
+        threading.Thread(target=run, daemon=True, name=f"lsq-prefetch-{self.id}").start()
 
     def _keep_users(self, users: list[dict]) -> None:
         index = {str(u.get("ID") or u.get("UserId")): u for u in users if u.get("ID") or u.get("UserId")}
@@ -384,6 +415,11 @@ class LeadSquaredConnector(KeySearch, Connector):
         found = "warn: the check number matched a lead" if leads else "lead search ran (no match, as expected)"
         return (f"keys accepted at {self.host}; {found}; {active} active of {len(users)} users; "
                 f"limit {self.calls_per_5s} calls per 5 s ({self.limiter.headroom:.0f} free now)")
+
+
+    def close(self) -> None:
+        self._closed.set()  # stops a prefetch between two calls
+        super().close()
 
 
 # -- helpers ----------------------------------------------------------------------------------

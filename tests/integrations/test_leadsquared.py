@@ -181,6 +181,28 @@ def test_stale_owner_details_are_answered_and_refreshed_off_the_callers_path(lsq
     assert sum(path_of(x).endswith("ByUserId") for x in lsq.calls) == 2
 
 
+def test_prefetch_loads_every_active_users_details_so_a_new_owner_costs_one_call(lsq):
+    ravi_lead = {**LEAD, "ProspectID": "bd595fc2-3678-4004-9ac6-65bfd1caadb5", "OwnerId": RAVI,
+                 "OwnerIdName": "Ravi Kumar", "OwnerIdEmailAddress": "ravi@example.com"}
+    lsq.get(SEARCH, json=[LEAD])
+    lsq.get(USERS, json=USERS_LIST)
+    lsq.get(USER, match=[matchers.query_param_matcher({"userId": ASHA})], json=[ASHA_DETAIL])
+    lsq.get(USER, match=[matchers.query_param_matcher({"userId": RAVI})], json=[{**ASHA_DETAIL, "UserId": RAVI, "TeamName": "South"}])
+    c = make(plan="enterprise", prefetch_details=True)
+    c.lookup(phone(), deadline=Deadline(3))
+    for _ in range(100):  # the prefetch runs on its own thread
+        if RAVI in c._details:
+            break
+        time.sleep(0.01)
+    # every active user, never the inactive one (Asha may be fetched twice: by her caller and the prefetch)
+    assert {query_of(x)["userId"] for x in lsq.calls if path_of(x).endswith("ByUserId")} == {ASHA, RAVI}
+    lsq.replace(responses.GET, SEARCH, json=[ravi_lead])
+    before = len(lsq.calls)
+    match = c.lookup(phone(), deadline=Deadline(3))
+    assert match.owner.team == "South" and len(lsq.calls) == before + 1
+    c.close()
+
+
 def test_national_phone_form(lsq):
     answer_all(lsq)
     make(phone_form="national").lookup(phone(), deadline=Deadline(3))
