@@ -21,7 +21,6 @@ from test_ratelimit import Clock  # the fake clock the RateLimiter tests use
 from dialwhom.integrations.base import ConnectorContext
 from dialwhom.integrations.connectors.freshsales import FreshsalesConnector
 from dialwhom.integrations.ratelimit import RateLimiter
-from dialwhom.integrations.registry import registry_from_classes
 from dialwhom.routing.schema import validate_options
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.errors import AuthError, BadResponse, ConfigError, RateLimited
@@ -333,11 +332,11 @@ class TestFreshsalesContract(ConnectorContract):
 # -- end to end: the Flask app against the fake Freshsales --------------------------------------
 
 
-def _config(url: str) -> dict:
+def _config(url: str, budget_ms: int = 3000) -> dict:
     return {
         "default_region": "IN",
-        "budget_ms": 800,
-        "connectors": [{"id": "crm", "type": "freshsales", "base_url": f"{url}/crm/sales", "api_key": API_KEY, "timeout_ms": 700}],
+        "budget_ms": budget_ms,
+        "connectors": [{"id": "crm", "type": "freshsales", "base_url": f"{url}/crm/sales", "api_key": API_KEY, "timeout_ms": budget_ms - 100}],
         "reps": [{"owner": "asha@example.com", "phone": "+919800000001", "team": "north"},
                  {"owner": str(RAVI), "phone": "+919800000011", "team": "south"}],
         "teams": {"north": {"backup": ["+919800000002"]}, "south": {"backup": ["+919800000012"]}},
@@ -352,19 +351,9 @@ def fake():
 
 
 @pytest.fixture
-def client_for():
-    apps = []
-
-    def build(config):
-        from dialwhom.app import create_app
-
-        app = create_app(config, registry=registry_from_classes([FreshsalesConnector]))
-        apps.append(app)
-        return app.test_client()
-
-    yield build
-    for app in apps:
-        app.extensions["dialwhom"].close()
+def client_for(make_app):
+    """A test client of the real app (conftest's factory, closed afterwards) with this connector type."""
+    return lambda config: make_app(config, classes=[FreshsalesConnector]).test_client()
 
 
 def _dial(client, caller: str, sid: str) -> tuple[list[str], float]:
@@ -418,7 +407,7 @@ def test_e2e_wrong_key_and_wrong_field(fake):
 
 @pytest.mark.parametrize("fault", ["hang", "500", "429", "html"])
 def test_e2e_faults_answer_within_budget_from_fallback(fake, client_for, fault):
-    client = client_for(_config(fake.url))
+    client = client_for(_config(fake.url, budget_ms=800))
     path = "/crm/sales/api/lookup"
     if fault == "hang":
         fake.inject(200, {"contacts": {"contacts": []}}, path=path, delay_s=1.0, times=40)

@@ -24,7 +24,6 @@ from test_ratelimit import Clock  # the fake clock the RateLimiter tests use
 from dialwhom.integrations.base import ConnectorContext
 from dialwhom.integrations.connectors.leadsquared import LeadSquaredConnector
 from dialwhom.integrations.ratelimit import RateLimiter
-from dialwhom.integrations.registry import registry_from_classes
 from dialwhom.routing.schema import validate_options
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.errors import AuthError, BadResponse, ConfigError, RateLimited
@@ -424,12 +423,12 @@ class TestLeadSquaredContract(ConnectorContract):
 # -- end to end: the Flask app against the fake LeadSquared -------------------------------------
 
 
-def _config(url: str, **extra) -> dict:
+def _config(url: str, budget_ms: int = 3000, **extra) -> dict:
     return {
         "default_region": "IN",
-        "budget_ms": 800,
+        "budget_ms": budget_ms,
         "connectors": [{"id": "crm", "type": "leadsquared", "host": url, "access_key": ACCESS_KEY, "secret_key": SECRET_KEY,
-                        "timeout_ms": 700, "plan": "enterprise", **extra}],
+                        "timeout_ms": budget_ms - 100, "plan": "enterprise", **extra}],
         "reps": [{"owner": "asha@example.com", "phone": "+919800000001", "team": "north"},
                  {"owner": RAVI, "phone": "+919800000011", "team": "south"}],
         "teams": {"north": {"backup": ["+919800000002"]}, "south": {"backup": ["+919800000012"]}},
@@ -444,19 +443,9 @@ def fake():
 
 
 @pytest.fixture
-def app_for():
-    apps = []
-
-    def build(config):
-        from dialwhom.app import create_app
-
-        app = create_app(config, registry=registry_from_classes([LeadSquaredConnector]))
-        apps.append(app)
-        return app.test_client()
-
-    yield build
-    for app in apps:
-        app.extensions["dialwhom"].close()
+def app_for(make_app):
+    """A test client of the real app (conftest's factory, closed afterwards) with this connector type."""
+    return lambda config: make_app(config, classes=[LeadSquaredConnector]).test_client()
 
 
 def _dial(client, caller: str, sid: str) -> tuple[list[str], float]:
@@ -539,7 +528,7 @@ def test_e2e_the_fakes_429_when_over_the_plan(fake):
 
 @pytest.mark.parametrize("fault", ["hang", "500", "429", "html"])
 def test_e2e_faults_answer_within_budget_from_fallback(fake, app_for, fault):
-    client = app_for(_config(fake.url))
+    client = app_for(_config(fake.url, budget_ms=800))
     path = "/v2/LeadManagement.svc/RetrieveLeadByPhoneNumber"
     if fault == "hang":
         fake.inject(200, [], path=path, delay_s=1.0, times=5)
