@@ -16,6 +16,7 @@ from dialwhom.routing.errors import (
     ConnectorUnavailable,
     RateLimited,
 )
+from dialwhom.integrations.oauth import OAuthClient, SharedToken, TokenGrant, TokenRegistry
 from dialwhom.integrations.http import MIN_ATTEMPT_S, HttpClient, Response, TokenProvider, retry_after_seconds
 from dialwhom.integrations.schema import Field, Secret
 from dialwhom.integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
@@ -31,4 +32,5 @@ __all__ = [
     "HttpClient", "Response", "TokenProvider", "CachedToken", "TTLMemo",
     "Candidate", "pick_record", "KeySearch", "as_utc", "retry_after_seconds", "MIN_ATTEMPT_S",
     "digits_only", "same_number", "to_e164", "variants", "mask",
+    "OAuthClient", "SharedToken", "TokenGrant", "TokenRegistry",
 ]
