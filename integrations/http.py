@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import email.utils
 import heapq
-import inspect
 import itertools
 import json
 import logging
@@ -142,8 +141,6 @@ class HttpClient:
         self.session.mount("https://", adapter)
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         self.session.headers.update(headers or {})
-        self._lock = threading.Lock()
-        self.calls = 0  # counted for tests and `dialwhom check`
         #: the last "requests left" figure the remote reported (for /metrics), if it reports one
         self.limit_remaining: float | None = None
 
@@ -227,7 +224,7 @@ class HttpClient:
             resp = self._once(method, url, deadline, params, json_body, data, merged)
             if resp.status == 401 and provider is not None and not refreshed and self._curable(resp):
                 log.info("connector=%s got 401; refreshing the token once", self.connector_id)
-                _invalidate(provider, _sent_token(sent))
+                provider.invalidate(_sent_token(sent))
                 continue
             return self._check(resp, ok)
         raise AssertionError("unreachable")
@@ -259,8 +256,6 @@ class HttpClient:
             raise ConnectorTimeout(f"{self.connector_id}: no time left for a call", connector=self.connector_id)
         call = deadline.child(budget)
         started = time.monotonic()
-        with self._lock:
-            self.calls += 1
         _current.call = call  # read by _DeadlineConnectionMixin.getresponse, in this thread
         try:
             raw = self.session.request(
@@ -325,18 +320,6 @@ def _sent_token(headers: Mapping[str, str]) -> str | None:
         if name.lower() == "authorization" and value:
             return value.split(None, 1)[-1].strip()
     return None
-
-
-def _invalidate(provider: TokenProvider, token: str | None) -> None:
-    """`provider.invalidate(token)`; providers written before the argument existed get none."""
-    try:
-        inspect.signature(provider.invalidate).bind(token)
-    except TypeError:  # `invalidate(self)`: forgets whatever it holds, as before
-        provider.invalidate()  # type: ignore[call-arg]
-    except ValueError:  # no signature to inspect (a C function): assume the current protocol
-        provider.invalidate(token)
-    else:
-        provider.invalidate(token)
 
 
 _current = threading.local()

@@ -1,6 +1,6 @@
 """Exotel call simulator: plays Exotel's Connect applet ("Dial Whom" URL) against any URL.
 
-Contract: /work/shared/docs/exotel.md §1-4 (user page: docs/simulate.md).
+Contract: docs/exotel.md §1-4 (user page: docs/simulate.md).
 
 What it reproduces, and the rules it checks:
 

@@ -8,7 +8,6 @@ import logging
 import re
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -34,7 +33,7 @@ NORTH_LINE_PLAN = ",".join([VIKRAM, NORTH3, FALLBACK])
 E164_LIST = re.compile(r"^\+[1-9]\d{6,14}(,\+[1-9]\d{6,14})*$")
 TOKEN, TOKEN2 = "tok-" + "a1b2c3d4" * 3, "tok-" + "z9y8x7w6" * 3
 
-#: a first request as Exotel sends it (exotel.md §1), for an incoming call
+#: a first request as Exotel sends it (docs/exotel.md §1), for an incoming call
 FIRST = {
     "CallSid": "b6cfaf5c7a3e4b9d8f0a1c2d3e4f5a6b",
     "CallFrom": "09876543210",

@@ -392,7 +392,7 @@ def test_concurrent_first_requests_of_one_call_get_one_plan(make_app, fault_serv
 
 
 def test_a_degraded_first_plan_sticks_to_its_call(make_app, fault_server):
-    """exotel.md §3: one call's answers must not depend on a later CRM call succeeding."""
+    """docs/exotel.md §3: one call's answers must not depend on a later CRM call succeeding."""
     app = make_app(connector(fault_server, retries=0))
     fault_server.mode = "500"
     sid = uuid.uuid4().hex

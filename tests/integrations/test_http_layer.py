@@ -527,28 +527,6 @@ def test_cached_token_invalidate_forgets_only_the_refused_token(token):
     assert token.token(Deadline(1.0)) == "t3"
 
 
-@responses.activate
-def test_a_provider_whose_invalidate_takes_no_token_still_refreshes(clients):
-    class OldProvider:
-        def __init__(self):
-            self.current, self.invalidated = "a", 0
-
-        def auth_headers(self, deadline):
-            return {"Authorization": f"Bearer {self.current}"}
-
-        def invalidate(self):
-            self.invalidated += 1
-            self.current = "b"
-
-    provider = OldProvider()
-    responses.get(OWNER_URL, status=401, json={})
-    responses.get(OWNER_URL, json={"owner": {"id": "u-17"}})
-    out = timed(lambda: clients(token_provider=provider).get_json(OWNER_URL, deadline=Deadline(1.0)))
-    assert out.error is None
-    assert provider.invalidated == 1
-    assert [call.request.headers["Authorization"] for call in responses.calls] == ["Bearer a", "Bearer b"]
-
-
 # --- classify -----------------------------------------------------------------------------------
 
 

@@ -306,7 +306,7 @@ def test_breaker_opens_after_n_failures_and_skips_the_connector(make):
     assert d.trace.path == "breaker-open"
     assert d.trace.steps[0].outcome == "breaker-open"
     assert d.plan.numbers == [VIKRAM, NORTH3, FALLBACK]
-    assert svc.health()["connectors"]["crm"]["state"] == "open"
+    assert {c["id"]: c["breaker"] for c in svc.readiness()["connectors"]}["crm"]["state"] == "open"
 
 
 def test_breaker_lets_one_probe_through_after_the_cooldown(make):
