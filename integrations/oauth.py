@@ -49,6 +49,8 @@ CREDENTIAL_ERRORS = frozenset({
 })
 #: token errors that mean "too many token requests" (Zoho answers HTTP 200 "Access Denied")
 THROTTLE_ERRORS = frozenset({"access denied", "too_many_requests", "slow_down", "rate_limit_exceeded"})
+#: after a Redis failure, how long minting skips Redis (a down Redis must not cost every mint its timeouts)
+REDIS_COOLDOWN_S = 30.0
 #: answer fields worth sharing with other connectors and instances (never a refresh token)
 SHARED_FIELDS = ("api_domain", "instance_url", "scope", "token_type", "id", "issued_at")
 
@@ -178,6 +180,7 @@ class _State:
         self.mints: deque[float] = deque()
         self.blocked_until = 0.0
         self.pause = 0.0
+        self.redis_down_until = 0.0  # monotonic: after a Redis failure, this process's own token for a while
 
 
 class TokenRegistry:
@@ -271,11 +274,11 @@ class SharedToken:
         with s.lock:
             if s.grant is not None and self.clock() < s.fresh_until:
                 return s.grant
-            if self.redis is not None:
+            if self.redis is not None and time.monotonic() >= s.redis_down_until:
                 try:
                     grant, fresh_until = self._through_redis(deadline)
                 except _RedisDown:
-                    pass  # warned; this process mints its own below
+                    s.redis_down_until = time.monotonic() + REDIS_COOLDOWN_S  # warned; this process mints its own below
                 else:
                     s.grant, s.fresh_until = grant, fresh_until
                     return grant
@@ -289,13 +292,14 @@ class SharedToken:
         with s.lock:
             if token is None or (s.grant is not None and s.grant.access_token == token):
                 s.grant = None
-        if self.redis is not None:
+        if self.redis is not None and time.monotonic() >= s.redis_down_until:
             try:
                 if token is None:
                     self.redis.delete(f"{self._k}:token")
                 else:
                     self.redis.eval(_FORGET, 1, f"{self._k}:token", token)
             except Exception as exc:
+                s.redis_down_until = time.monotonic() + REDIS_COOLDOWN_S
                 self._warn("forgetting the shared token", exc)
 
     # -- minting ------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ class ZohoConnector(KeySearch, Connector):
         self._last_auth_error = ""
         self.tokens = SharedToken(
             self.oauth.fetch, key=self.oauth.fingerprint, header=_auth,
-            redis=getattr(context, "redis", None), key_prefix=getattr(context, "key_prefix", "dialwhom:"),
+            redis=context.redis, key_prefix=context.key_prefix,
             mint_limit=MINT_LIMIT, mint_window_s=MINT_WINDOW_S, throttle_pause_s=THROTTLE_PAUSE_S,
             budget_note=lambda: f"the API keeps refusing tokens ({self._last_auth_error})" if self._last_auth_error else "",
             registry=self.token_registry, clock=lambda: self.clock(), connector_id=self.id)

@@ -178,6 +178,13 @@ class FakeZoho(FakeCrmServer):
         self.active: deque[str] = deque()  # live access tokens, oldest first
         self.evicted: list[str] = []
 
+    def _listen(self, host: str, port: int) -> None:
+        super()._listen(host, port)
+        assert self._server is not None
+        self._server.socket.listen(128)  # many connectors connecting at once: no SYN dropped (a 1 s retransmit)
+        # Headers and body in one write: two small writes meet Nagle and delayed ACK (40 ms a request).
+        self._server.RequestHandlerClass.wbufsize = 64 * 1024
+
     # -- control ------------------------------------------------------------------------------
 
     def _path_matches(self, pattern: str, path: str) -> bool:

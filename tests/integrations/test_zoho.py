@@ -48,11 +48,16 @@ ACME_ID = "5725767000000402001"
 # --- builders ----------------------------------------------------------------------------------
 
 
-def make(retries: int = 1, **options) -> ZohoConnector:
+def make(retries: int = 1, *, cls: type[ZohoConnector] = ZohoConnector, redis=None, key_prefix: str = "dialwhom:",
+         **options) -> ZohoConnector:
     opts = {**CREDS, "data_centre": "in", **options}
-    cls = ZohoConnector
     return cls(validate_options(cls.config_schema, opts, "connectors[0]"),
-               ConnectorContext(id="zoho", region="IN", timeout_s=1.0, retries=retries))
+               ConnectorContext(id="zoho", region="IN", timeout_s=1.0, retries=retries, redis=redis, key_prefix=key_prefix))
+
+
+def process() -> type[ZohoConnector]:
+    """A connector class with in-process token state of its own: another dialwhom process."""
+    return type("ZohoInAnotherProcess", (ZohoConnector,), {"token_registry": TokenRegistry()})
 
 
 @pytest.fixture(autouse=True)
@@ -845,6 +850,151 @@ def test_fake_zoho_wrong_client_is_invalid_client(fake, zoho):
     opts = {**fake.connector_options(), "client_id": "1000.SOMEONE.ELSE"}
     with pytest.raises(AuthError, match="invalid_client"):
         lookup(zoho(data_centre=None, **opts))
+
+
+def test_fake_zoho_multi_number_phone_field_and_inactive_owner(fake, zoho):
+    c = zoho(data_centre=None, **fake.connector_options())
+    vikram = lookup(c, "+919811122244")  # stored as "080 2345 6789, 98111 22244"
+    assert vikram.record.name == "Vikram Rao" and vikram.owner.email == "raj@acme.example"
+    divya = lookup(c, "+919900011122")  # owned by Kiran, who left: not in the active directory
+    assert (divya.owner.id, divya.owner.active) == ("5725767000000185023", False)
+    assert "owner 5725767000000185023 is inactive in Zoho" in divya.notes
+    assert fake.calls("GET", "/crm/v8/users") == 1  # the directory, loaded once
+    assert fake.calls("GET", "/crm/v8/users/*") == 1  # only the owner it does not know
+
+
+def test_fake_zoho_directory_reads_every_page(zoho):
+    data = sample_data()
+    extra = [{**data["users"][0], "id": str(5725767000000300000 + i), "email": f"rep{i}@acme.example"} for i in range(250)]
+    with FakeZoho(**{**data, "users": data["users"] + extra}) as server:
+        c = zoho(data_centre=None, **server.connector_options())
+        assert c.users.load(Deadline(3.0)) == 253  # 3 active sample users + 250
+        pages = [r.arg("page") for r in server.requests_to("GET", "/crm/v8/users")]
+        assert pages == ["1", "2"]
+
+
+# --- one access token per refresh token: in-process, and across instances through Redis ---------
+
+
+@pytest.fixture
+def redis_client():
+    """The real Redis on this machine, under a key prefix of this test's own (removed afterwards)."""
+    import secrets as _secrets
+
+    import redis as redis_lib
+
+    client = redis_lib.Redis(host="127.0.0.1", port=6379, socket_timeout=0.5, socket_connect_timeout=0.5)
+    prefix = f"dialwhom-test-zoho-{_secrets.token_hex(4)}:"
+    yield client, prefix
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
+def test_connectors_of_one_process_share_one_token(fake, zoho):
+    opts = {**fake.connector_options(), "data_centre": None}
+    first, second = zoho(**opts), zoho(**opts, modules=["Leads"])
+    assert lookup(first) and lookup(second, "+919123456789")
+    assert fake.calls("POST", "/oauth/v2/token") == 1
+
+
+def test_without_redis_each_process_mints_and_the_eleventh_token_evicts_the_first(fake, zoho):
+    opts = {**fake.connector_options(), "data_centre": None}
+    processes = [zoho(cls=process(), **opts, modules=["Contacts"]) for _ in range(11)]
+    for i, c in enumerate(processes):
+        if i == 10:
+            fake.mints.clear()  # ten minutes later: Zoho's throttle window has passed, the tokens live on
+        assert lookup(c).owner.id == "5725767000000185005"
+    assert fake.calls("POST", "/oauth/v2/token") == 11 and len(fake.evicted) == 1  # Zoho dropped the first silently
+    fake.reset_requests()
+    assert lookup(processes[0]).owner.id == "5725767000000185005"  # its token is gone: 401, a new one
+    assert fake.calls("GET", "/crm/v8/Contacts/search") == 2 and fake.calls("POST", "/oauth/v2/token") == 1
+
+
+def test_processes_sharing_redis_mint_one_token_between_them(fake, zoho, redis_client):
+    client, prefix = redis_client
+    opts = {**fake.connector_options(), "data_centre": None, "modules": ["Contacts"]}
+    processes = [zoho(cls=process(), redis=client, key_prefix=prefix, **opts) for _ in range(12)]
+    errors: list[BaseException] = []
+
+    def run(c):
+        try:
+            assert lookup(c).owner.id == "5725767000000185005"
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    import threading
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in processes]  # all cold at once
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert not errors
+    assert fake.calls("POST", "/oauth/v2/token") == 1 and fake.evicted == []
+    assert sum(c.tokens.fetches for c in processes) == 1
+    assert client.get(f"{prefix}oauth:{processes[0].oauth.fingerprint}:lock") is None  # released
+    stored = client.get(f"{prefix}oauth:{processes[0].oauth.fingerprint}:token")
+    assert stored and CREDS["refresh_token"].encode() not in stored and fake.client[2].encode() not in stored
+
+    # The token expires: the first process to notice mints one, the others pick it up from Redis.
+    fake.expire_tokens()
+    for c in processes:
+        assert lookup(c).owner.id == "5725767000000185005"
+    assert fake.calls("POST", "/oauth/v2/token") == 2 and fake.evicted == []
+
+
+def test_the_mint_budget_counts_every_instance_through_redis(fake, zoho, redis_client):
+    client, prefix = redis_client
+    opts = {**fake.connector_options(), "data_centre": None, "modules": ["Contacts"], "retries": 0}
+    a, b = (zoho(cls=process(), redis=client, key_prefix=prefix, **opts) for _ in range(2))
+    a.tokens.mint_limit = b.tokens.mint_limit = 2
+    assert lookup(a)
+    fake.expire_tokens()
+    assert lookup(b)  # 401, b mints the second token of the window
+    a.tokens.invalidate()  # as a 401 would: forgotten here and in Redis
+    with pytest.raises(RateLimited, match="2 access tokens minted in 10 min") as err:
+        lookup(a)  # a's own count is 1: the shared count says 2
+    assert 0 < err.value.retry_after <= 600
+    assert fake.calls("POST", "/oauth/v2/token") == 2
+
+
+def test_redis_down_falls_back_to_the_process_token(fake, zoho):
+    import redis as redis_lib
+
+    dead = redis_lib.Redis(host="127.0.0.1", port=1, socket_timeout=0.05, socket_connect_timeout=0.05, retry_on_error=[], retry=None)
+    opts = {**fake.connector_options(), "data_centre": None, "modules": ["Contacts"]}
+    tried: list[str] = []
+    real_get = dead.get
+    dead.get = lambda *a, **kw: tried.append("get") or real_get(*a, **kw)
+    try:
+        c = zoho(redis=dead, **opts)
+        assert lookup(c).owner.id == "5725767000000185005"
+        fake.expire_tokens()
+        assert lookup(c).owner.id == "5725767000000185005"  # 401, a new token, minted here
+        assert fake.calls("POST", "/oauth/v2/token") == 2
+        assert tried == ["get"]  # after the failure, Redis is left alone for a while
+    finally:
+        dead.close()
+
+
+def test_fake_zoho_throttles_the_eleventh_mint_in_ten_minutes(fake):
+    import requests
+
+    cid, secret, refresh = fake.client
+    form = {"grant_type": "refresh_token", "client_id": cid, "client_secret": secret, "refresh_token": refresh}
+    with requests.Session() as http:
+        answers = [http.post(f"{fake.url}/oauth/v2/token", data=form) for _ in range(11)]
+        fake.mints.clear()  # ten minutes later
+        eleventh = http.post(f"{fake.url}/oauth/v2/token", data=form).json()["access_token"]
+        first = answers[0].json()["access_token"]
+        old = http.get(f"{fake.url}/crm/v8/users", params={"type": "CurrentUser"}, headers={"Authorization": f"Zoho-oauthtoken {first}"})
+        new = http.get(f"{fake.url}/crm/v8/users", params={"type": "CurrentUser"}, headers={"Authorization": f"Zoho-oauthtoken {eleventh}"})
+    assert all("access_token" in a.json() for a in answers[:10])
+    assert (answers[10].status_code, answers[10].json()["error"]) == (200, "Access Denied")
+    assert "too many requests" in answers[10].json()["error_description"].lower()
+    assert fake.evicted == [first]  # the 11th live token dropped the oldest
+    assert (old.status_code, old.json()["code"]) == (401, "INVALID_TOKEN") and new.status_code == 200
 
 
 def _wait_for_app():
