@@ -33,7 +33,7 @@ def run_check(c: "ZohoConnector", deadline: Deadline) -> str:
         raise BadResponse(f"{c.id}: users?type=CurrentUser answer has no user", connector=c.id, status=resp.status)
     role = me[0].get("role", {}).get("name") if isinstance(me[0].get("role"), dict) else None
     who = f"signed in as {me[0].get('full_name') or me[0].get('email') or me[0].get('id')}" + (f" (role {role})" if role else "")
-    needed = [*(f"ZohoCRM.modules.{m.lower()}.READ" for m in dict.fromkeys((*c.modules, c.account_module))),
+    needed = [*dict.fromkeys(errors.module_scope(m) for m in (*c.modules, c.account_module)),
               "ZohoSearch.securesearch.READ", "ZohoCRM.users.READ", "ZohoCRM.settings.fields.READ"]
     missing = errors.scopes_missing(grant.body.get("scope"), needed)
     if missing:

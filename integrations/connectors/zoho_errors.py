@@ -18,7 +18,7 @@ from dialwhom.sdk import (
     retry_after_seconds,
 )
 
-__all__ = ["SCOPES", "REFRESHABLE", "classify", "code", "error_body", "scope_for", "scopes_missing",
+__all__ = ["SCOPES", "REFRESHABLE", "classify", "code", "error_body", "module_scope", "scope_for", "scopes_missing",
            "rate_note", "scrub", "worst", "path_of"]
 
 #: what the connector's calls need, one scope per line of docs/crm/zoho.md
@@ -58,6 +58,17 @@ def code(resp: Response) -> str:
     return str(error_body(resp).get("code") or "").upper()
 
 
+#: modules with a scope of their own; any other (custom) module needs ZohoCRM.modules.custom.READ
+_STANDARD_MODULES = {"leads", "accounts", "contacts", "deals", "campaigns", "tasks", "cases", "events", "calls", "solutions",
+                     "products", "vendors", "pricebooks", "quotes", "salesorders", "purchaseorders", "invoices", "notes"}
+
+
+def module_scope(module: str) -> str:
+    """The read scope of a module (``ZohoCRM.modules.contacts.READ``, or the custom-module scope)."""
+    name = module.lower()
+    return f"ZohoCRM.modules.{name if name in _STANDARD_MODULES else 'custom'}.READ"
+
+
 def scope_for(url: str | None) -> str:
     """The scope(s) Zoho wants for the call at `url` (to name it on OAUTH_SCOPE_MISMATCH)."""
     m = _CRM_PATH.search(url or "")
@@ -68,7 +79,7 @@ def scope_for(url: str | None) -> str:
         return "ZohoCRM.users.READ"
     if head == "settings":
         return f"ZohoCRM.settings.{rest.strip('/').split('/')[0] or 'ALL'}.READ"
-    module = f"ZohoCRM.modules.{head.lower()}.READ"
+    module = module_scope(head)
     return f"ZohoSearch.securesearch.READ and {module}" if rest.startswith("/search") else module
 
 
