@@ -20,7 +20,6 @@ import argparse
 import logging
 import statistics
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from dialwhom.integrations.http import HttpClient, retry_after_seconds
 from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.errors import AuthError, BadResponse, ConnectorError, ConnectorTimeout, RateLimited
+from dialwhom.routing.errors import AuthError, BadResponse, ConnectorTimeout, RateLimited
 from dialwhom.routing.trace import scrub
 
 __all__ = ["OAuthClient", "TokenGrant", "SharedToken", "TokenRegistry", "expires_in_seconds", "CREDENTIAL_ERRORS"]

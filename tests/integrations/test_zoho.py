@@ -876,21 +876,6 @@ def test_fake_zoho_directory_reads_every_page(zoho):
 # --- one access token per refresh token: in-process, and across instances through Redis ---------
 
 
-@pytest.fixture
-def redis_client():
-    """The real Redis on this machine, under a key prefix of this test's own (removed afterwards)."""
-    import secrets as _secrets
-
-    import redis as redis_lib
-
-    client = redis_lib.Redis(host="127.0.0.1", port=6379, socket_timeout=0.5, socket_connect_timeout=0.5)
-    prefix = f"dialwhom-test-zoho-{_secrets.token_hex(4)}:"
-    yield client, prefix
-    for key in client.scan_iter(f"{prefix}*"):
-        client.delete(key)
-    client.close()
-
-
 def test_connectors_of_one_process_share_one_token(fake, zoho):
     opts = {**fake.connector_options(), "data_centre": None}
     first, second = zoho(**opts), zoho(**opts, modules=["Leads"])
