@@ -19,6 +19,7 @@ from flask import Flask, Response, current_app, request
 from dialwhom.integrations.registry import ConnectorType
 from dialwhom.integrations.runtime import Runtime, build_runtime
 from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.ports import Clock
 from dialwhom.routing.phones import mask
 from dialwhom.routing.request import QueryString, parse_request
 
@@ -29,9 +30,10 @@ ANSWER_RESERVE_MS = 25
 TRACE_HEADER = "X-Dialwhom-Trace"
 TEXT = "text/plain; charset=utf-8"
 
-def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]] | None = None) -> Flask:
-    """The web app. `config`: a path, a mapping (tests), Settings, or None for the search order."""
-    runtime = build_runtime(config, registry=registry)
+def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]] | None = None, clock: Clock | None = None) -> Flask:
+    """The web app. `config`: a path, a mapping (tests), Settings, or None for the search order;
+    `registry`: connector types (default: the installed entry points); `clock`: for tests."""
+    runtime = build_runtime(config, registry=registry, clock=clock)
     _setup_logging(runtime.settings.log_level)
     app = Flask(__name__)
     app.extensions["dialwhom"] = runtime

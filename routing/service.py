@@ -27,7 +27,7 @@ from dialwhom.routing.history import LastAgents
 from dialwhom.routing.metrics import Metrics
 from dialwhom.routing.model import Match, Query
 from dialwhom.routing.phones import mask, parse_config_number
-from dialwhom.routing.ports import LookupSource, SharedState
+from dialwhom.routing.ports import Clock, LookupSource, SharedState, SystemClock
 from dialwhom.routing.plan import Plan, build_plan, pack_plan, unpack_plan
 from dialwhom.routing.request import ExotelRequest
 from dialwhom.routing.trace import Trace
@@ -53,13 +53,15 @@ class _Found:
 
 
 class RoutingService:
-    def __init__(self, settings: Settings, connectors: Sequence[LookupSource], *, max_workers: int = 32, metrics: Metrics | None = None, shared: SharedState | None = None):
+    def __init__(self, settings: Settings, connectors: Sequence[LookupSource], *, max_workers: int = 32, metrics: Metrics | None = None, shared: SharedState | None = None, clock: Clock | None = None):
         self.settings = settings
         self.connectors = list(connectors)
-        self.cache = LookupCache(settings.cache)
-        self.calls: CallPlans[Plan] = CallPlans(settings.cache.call_max_entries, settings.cache.call_ttl_s, pack=pack_plan, unpack=unpack_plan)
+        #: the one clock the service reads (tests inject a fake one)
+        self.clock: Clock = clock or SystemClock()
+        self.cache = LookupCache(settings.cache, timer=self.clock.monotonic)
+        self.calls: CallPlans[Plan] = CallPlans(settings.cache.call_max_entries, settings.cache.call_ttl_s, timer=self.clock.monotonic, pack=pack_plan, unpack=unpack_plan)
         self.flight: SingleFlight = SingleFlight()
-        self.breakers = {c.id: CircuitBreaker(c.id, settings.breaker.failures, settings.breaker.cooldown_s) for c in self.connectors}
+        self.breakers = {c.id: CircuitBreaker(c.id, settings.breaker.failures, settings.breaker.cooldown_s, clock=self.clock.monotonic) for c in self.connectors}
         self._supports = {c.id: tuple(getattr(c, "supports", ("phone", "account"))) for c in self.connectors}
         self.metrics = metrics or Metrics()
         self._plan_memo: dict[tuple[int, str | None], tuple[Match, Plan]] = {}

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from dialwhom.routing.config import from_mapping
 from dialwhom.routing.model import Match, Owner
 from dialwhom.routing.plan import build_plan
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sample import ASHA, NORTH3, VIKRAM  # noqa: E402
 
-ASHA, VIKRAM, NORTH3 = "+919800000001", "+919800000002", "+919800000003"
 MEERA, MEERA_DESK, RAHUL, SOUTH3 = "+919800000011", "+918041112233", "+919800000012", "+919800000013"
 FALLBACK = "+918000000000"
 LINE_NORTH, LINE_SOUTH, LINE_OTHER = "+918039513882", "+918039513883", "+918039513899"
