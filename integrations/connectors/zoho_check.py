@@ -25,6 +25,7 @@ def run_check(c: "ZohoConnector", deadline: Deadline) -> str:
     notes: list[str] = []
     problems: list[str] = []
     warns: list[str] = []
+    refused = False  # a problem with credentials or scopes (AuthError) rather than with config
     grant = c.tokens.grant(deadline)
     resp = c._get("users", deadline=deadline, notes=notes, params={"type": "CurrentUser"})  # proves token + API domain
     body = errors.json_of(resp, c.id) if resp.status == 200 else {}
@@ -37,6 +38,7 @@ def run_check(c: "ZohoConnector", deadline: Deadline) -> str:
               "ZohoSearch.securesearch.READ", "ZohoCRM.users.READ", "ZohoCRM.settings.fields.READ"]
     missing = errors.scopes_missing(grant.body.get("scope"), needed)
     if missing:
+        refused = True
         problems.append(f"the token's scopes lack {', '.join(missing)} (generate a refresh token with {errors.SCOPES})")
     elif missing is None:
         warns.append("Zoho's token answer lists no scopes; checked call by call only")
@@ -48,6 +50,7 @@ def run_check(c: "ZohoConnector", deadline: Deadline) -> str:
             resp = c._get(f"{module}/search", deadline=deadline, notes=notes, params={"phone": digits, "page": 1, "per_page": 1})
             c._records(resp, f"{module} search")
         except ConnectorError as exc:
+            refused = refused or isinstance(exc, AuthError)
             problems.append(f"{module} search: {exc}")
     searched = f"phone search ran in {', '.join(c.modules)}"
 
@@ -82,6 +85,7 @@ def run_check(c: "ZohoConnector", deadline: Deadline) -> str:
         count = c.users.load(deadline)
         users = f"{count} active users in the directory"
     except AuthError as exc:
+        refused = True
         problems.append(f"users directory: {exc}")
         users = "users not readable"
     except ConnectorError as exc:
@@ -89,8 +93,8 @@ def run_check(c: "ZohoConnector", deadline: Deadline) -> str:
         users = "users not checked"
 
     if problems:
-        raise AuthError(f"{c.id}: " + "; ".join(problems), connector=c.id) if any(
-            "scope" in p or "HTTP 401" in p or "HTTP 403" in p for p in problems) else BadResponse(f"{c.id}: " + "; ".join(problems), connector=c.id)
+        error = AuthError if refused else BadResponse
+        raise error(f"{c.id}: " + "; ".join(problems), connector=c.id)
     text = (f"token from {host(c.token_url)} accepted by {c._api_base}/crm/{c.api_version}; {who}; {searched}; "
             f"fields ok in {', '.join(fields_checked) or 'no module'}; {users}")
     extra = [n for n in (c.dc_warning, *dict.fromkeys(notes[-1:])) if n] + [f"warn: {w}" for w in warns]
