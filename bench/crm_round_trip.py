@@ -100,6 +100,11 @@ CASES = [
 ]
 
 
+def quiet() -> None:
+    for name in ("dialwhom", *[n for n in logging.root.manager.loggerDict if n.startswith("dialwhom")]):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def serial_depth(timings: list[tuple[float, float, str]]) -> int:
     """The longest chain of requests where each started after the previous one was answered."""
     spans = sorted(timings)
@@ -135,6 +140,7 @@ def measure(case: Case, rounds: int, latency_s: float) -> Result:
             "fallback": [FALLBACK],
         }
         app = create_app(config, registry=registry_from_classes([case.connector]))
+        quiet()  # create_app sets up logging: one decision line per lookup would bury the table
         runtime = app.extensions["dialwhom"]
         client = app.test_client()
         try:
@@ -209,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=100.0, help="added to every fake request (default 100)")
     parser.add_argument("--crm", action="append", choices=[c.name for c in CASES], help="only these CRMs (repeatable)")
     args = parser.parse_args(argv)
-    logging.getLogger("dialwhom").setLevel(logging.WARNING)  # one decision line per lookup would bury the table
     chosen = [c for c in CASES if not args.crm or c.name in args.crm]
     results = [measure(c, max(1, args.rounds), args.latency_ms / 1000.0) for c in chosen]
     print(table(results, args.latency_ms))
