@@ -355,7 +355,7 @@ def charts() -> str:
     return _page("charts.html", "charts", sections=sections, colours=PATH_COLOURS)
 
 
-W, H, PAD = 360, 120, 24
+W, H, PAD = 300, 120, 24
 
 
 def _label(minute: int) -> str:
@@ -366,8 +366,8 @@ def _frame(rows: list[tuple[int, Bucket]], top: float, unit: str, body: str, tit
     return (f'<svg class="chart" viewBox="0 0 {W} {H + 16}" role="img" aria-label="{escape(title)}">'
             f'<line x1="{PAD}" y1="{H}" x2="{W}" y2="{H}" stroke="#999"/>'
             f'<text x="0" y="10" class="axis">{top:g}{escape(unit)}</text><text x="0" y="{H}" class="axis">0</text>'
-            f'<text x="{PAD}" y="{H + 14}" class="axis">{_label(rows[0][0])}</text>'
-            f'<text x="{W}" y="{H + 14}" class="axis" text-anchor="end">{_label(rows[-1][0])} UTC</text>{body}</svg>')
+            f'<text x="{PAD}" y="{H + 14}" class="axis">{_label(rows[0][0])} UTC</text>'
+            f'<text x="{W}" y="{H + 14}" class="axis" text-anchor="end">now</text>{body}</svg>')
 
 
 def bars(rows: list[tuple[int, Bucket]]) -> str:

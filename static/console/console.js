@@ -29,14 +29,14 @@
     a.appendChild(time);
     a.appendChild(span("caller", e.caller));
     a.appendChild(span("path path-" + e.path, e.path));
-    var first = span("first", e.first ? e.first.number + " " : "nobody");
+    a.appendChild(span("ms", Math.round(e.elapsed_ms) + " ms"));
+    var first = span("first", "first: " + (e.first ? e.first.number + " " : "nobody"));
     if (e.first) {
       var why = document.createElement("small");
       why.textContent = "(" + e.first.why + ")";
       first.appendChild(why);
     }
     a.appendChild(first);
-    a.appendChild(span("ms", Math.round(e.elapsed_ms) + " ms"));
     e.skips.forEach(function (s) { a.appendChild(span("skip", "skipped: " + s)); });
     e.lookups.forEach(function (s) {
       if (s.outcome !== "found" && s.outcome !== "cache-hit") a.appendChild(span("skip", s.connector + ": " + s.outcome));
