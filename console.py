@@ -279,19 +279,20 @@ def state(rt: Runtime) -> dict:
     """Everything the Now page shows: people, teams, connectors, caches, Redis, config."""
     s, service = rt.settings, rt.service
     at = service.clock.now()
+    ts = at.timestamp()
     teams = []
     for name, numbers in s.teams.items():
-        teams.append({"name": name, "backups": [mask(n) for n in numbers], "order": _team_order(rt, name), "next": _next_backup(rt, name)})
+        teams.append({"name": name, "backups": [mask(n) for n in numbers], "order": _team_order(rt, name), "next": _next_backup(rt, name, ts)})
     people = []
     for rep in s.reps:
         people.append({"name": rep.name or rep.owners[0], "owners": list(rep.owners), "phones": [mask(p) for p in rep.phones],
-                       "team": rep.team, "availability": _availability(rt, rep.phones[0], at)})
+                       "team": rep.team, "availability": _availability(rt, rep.phones[0], rep.team, ts)})
     known = {p for r in s.reps for p in r.phones}
     for name, numbers in s.teams.items():
         for n in numbers:
             if n not in known:
                 known.add(n)
-                people.append({"name": f"backup of {name}", "owners": [], "phones": [mask(n)], "team": name, "availability": _availability(rt, n, at)})
+                people.append({"name": f"backup of {name}", "owners": [], "phones": [mask(n)], "team": name, "availability": _availability(rt, n, name, ts)})
     recent = service.recent.entries()
     ready = service.readiness()
     connectors = []
@@ -320,18 +321,47 @@ def state(rt: Runtime) -> dict:
     }
 
 
-def _availability(rt: Runtime, number: str, at: datetime) -> str:
-    """An agent's availability at `at`, in words (issue 11 adds hours, leave, busy)."""
-    return "no hours or leave configured: always available"
+def _availability(rt: Runtime, number: str, team: str | None, ts: float) -> str:
+    """An agent's availability at `ts` in words: inactive is only known per call (the CRM
+    says so on the owner it returns), so this shows hours, holidays, leave and busy."""
+    service = rt.service
+    rules = getattr(service, "availability", None)  # routing/availability.py (issue 11)
+    ledger = getattr(service, "ledger", None)
+    if rules is None or ledger is None:
+        return "no hours or leave in this version: always available"
+    why = rules.check(number, team, ts)
+    busy = ledger.busy_map().get(number)
+    busy_text = f"busy since {rules.clock_time(busy)}" if busy is not None and ts - busy < ledger.ttl else None
+    if why is not None:
+        text = why.text + (f"; delegate {why.delegate}" if why.delegate else "")
+        return text + (f"; {busy_text}" if busy_text else "")
+    return busy_text or ("in hours" if rules.enabled else "available (no hours or leave configured)")
 
 
 def _team_order(rt: Runtime, team: str) -> str:
-    return "in-order"
+    body = rt.settings.teams.get(team)
+    order = getattr(body, "order", None)
+    stickiness = getattr(body, "stickiness", None)
+    return f"{order or 'in-order'}" + (f", {stickiness}" if stickiness else "")
 
 
-def _next_backup(rt: Runtime, team: str) -> str | None:
-    numbers = rt.settings.teams.get(team) or ()
-    return mask(numbers[0]) if numbers else None
+def _next_backup(rt: Runtime, team: str, ts: float) -> str | None:
+    """Who leads the team's backups for the next new call, read without taking a turn."""
+    numbers = list(rt.settings.teams.get(team) or ())
+    if not numbers:
+        return None
+    service = rt.service
+    rules, ledger = getattr(service, "availability", None), getattr(service, "ledger", None)
+    if rules is not None:
+        numbers = [n for n in numbers if rules.check(n, team, ts) is None] or numbers
+    order = getattr(rt.settings.teams.get(team), "order", "in-order")
+    if order == "round-robin" and ledger is not None:
+        turns = getattr(ledger, "_turns", {}).get(team, 0)  # peek: turn() would advance the rotation
+        return mask(numbers[turns % len(numbers)]) + (" (rotation kept in Redis)" if ledger.shared else "")
+    if order == "longest-idle" and ledger is not None:
+        idle = ledger.idle_map()
+        return mask(min(numbers, key=lambda n: idle.get(n, float("-inf"))))
+    return mask(numbers[0])
 
 
 # -- charts -------------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ class RoutingService:
         self.shared = shared
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="dialwhom-lookup")
         #: the console's recent decisions and charts (routing/recent.py), shared through Redis when set
-        self.recent = RecentDecisions(redis=getattr(shared, "client", None), prefix=getattr(shared, "prefix", "dialwhom:"), wall=lambda: self.clock.now().timestamp())
+        self.recent = RecentDecisions(redis=getattr(shared, "client", None), prefix=getattr(shared, "prefix", "dialwhom:"), clock=self.clock)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

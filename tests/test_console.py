@@ -161,7 +161,16 @@ def test_the_ring_is_bounded_newest_first():
     from dialwhom.routing.request import ExotelRequest
     from dialwhom.routing.trace import Trace
 
-    recent = RecentDecisions(size=3, wall=iter(range(100, 200)).__next__)
+    from datetime import datetime, timezone
+
+    class Clock:
+        def now(self):
+            return datetime.fromtimestamp(100, timezone.utc)
+
+        def monotonic(self):
+            return 7.0
+
+    recent = RecentDecisions(size=3, clock=Clock())
     for i in range(5):
         recent.record("dial-whom", ExotelRequest(caller=f"+9198000000{i:02d}"), SimpleNamespace(plan=Plan((Step(FALLBACK, "fallback"),)), trace=Trace(call_sid=f"c{i}", path="not-found")))
     assert [e["call"] for e in recent.entries()] == ["c4", "c3", "c2"]
