@@ -314,14 +314,43 @@ def test_the_watcher_thread_reloads_by_itself(tmp_path, csv_path, monkeypatch):
 # --- the fast path for numbers written in E.164 ------------------------------------------------------
 
 
-@settings(max_examples=2000, deadline=None)
+REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
+
+
+@st.composite
+def written_numbers(draw):
+    """(region, a number as someone in that region might write it): possible lengths, prefixes, separators."""
+    region = draw(st.sampled_from(["IN"] * 20 + REGIONS))
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    lengths = [n for n in meta.general_desc.possible_length if n > 0] or [8]
+    size = draw(st.sampled_from(lengths)) + draw(st.sampled_from([0, 0, 0, -1, 1]))
+    national = draw(st.sampled_from("123456789")) + draw(st.text("0123456789", min_size=max(0, size - 1), max_size=max(0, size - 1)))
+    start = draw(st.sampled_from(["", "0", meta.national_prefix or "", f"+{meta.country_code}", f"{meta.country_code}",
+                                  f"00{meta.country_code}", f"+{meta.country_code}0", "+"]))
+    text = start + national
+    cuts = draw(st.lists(st.integers(1, max(1, len(text) - 1)), max_size=3))
+    for i in sorted(set(cuts), reverse=True):
+        text = text[:i] + draw(st.sampled_from([" ", "-", "- "])) + text[i:]
+    return region, text.strip()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(written_numbers())
+def test_fast_e164_agrees_with_to_e164(case):
+    region, written = case
+    assert directory_mod._fast_e164(written, region) == to_e164(written, region), (region, written)
+
+
+@settings(max_examples=500, deadline=None)
 @given(cc=st.sampled_from(sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)), rest=st.text("0123456789", min_size=1, max_size=15))
-def test_fast_e164_agrees_with_to_e164(cc, rest):
+def test_fast_e164_agrees_on_any_international_digits(cc, rest):
     written = f"+{cc}{rest}"
     assert directory_mod._fast_e164(written, "IN") == to_e164(written, "IN")
 
 
-@pytest.mark.parametrize("written", ["+919876543210", "+14155550123", "+442079460958", "+390612345678", "+5491123456789", "+12", "+9999999999"])
+@pytest.mark.parametrize("written", ["+919876543210", "+14155550123", "+442079460958", "+390612345678", "+5491123456789", "+12",
+                                     "+9999999999", "098765 43210", "9876543210", "+91-98765-43210", "0091 98765 43210", "919876543210",
+                                     "(+91) 98765-43210", "080 4111 2233", "98765"])
 def test_fast_e164_on_known_forms(written):
     assert directory_mod._fast_e164(written, "IN") == to_e164(written, "IN")
 
