@@ -32,7 +32,6 @@ class ConnectorType:
     version: str | None
     entry_point: EntryPoint | None = None
     cls: type[Connector] | None = None
-    error: str | None = None
 
     def load(self) -> type[Connector]:
         if self.cls is not None:

@@ -15,6 +15,7 @@ from dialwhom.integrations.base import Connector
 from dialwhom.integrations.registry import ConnectorType, build_connectors
 from dialwhom.routing import config as config_mod
 from dialwhom.routing.config import Settings
+from dialwhom.routing.ports import Clock
 from dialwhom.routing.service import RoutingService
 from dialwhom.routing.shared import RedisState
 
@@ -44,6 +45,7 @@ def build_runtime(
     config: Settings | Mapping[str, Any] | str | os.PathLike | None = None,
     *,
     registry: Mapping[str, list[ConnectorType]] | None = None,
+    clock: Clock | None = None,
 ) -> Runtime:
     """Validate config and build every connector; raises ConfigError naming the key."""
     settings = load_settings(config)
@@ -58,7 +60,7 @@ def build_runtime(
     connectors = build_connectors(settings, registry, redis=shared.client if shared else None, data_changed=data_changed)
     if not settings.fallback:
         log.warning("config has no 'fallback' numbers: an unknown caller on a line without a team gets no answer")
-    service.append(RoutingService(settings, connectors, shared=shared))
+    service.append(RoutingService(settings, connectors, shared=shared, clock=clock))
     return Runtime(settings, connectors, service[0])
 
 

@@ -1,6 +1,6 @@
 """The service's config: found, read, `${ENV}`-substituted and validated once, at startup.
 
-Search order (interface.md): an explicit path, ``$DIALWHOM_CONFIG``, ``./dialwhom.yaml``, then
+Search order (README, "Configuration"): an explicit path, ``$DIALWHOM_CONFIG``, ``./dialwhom.yaml``, then
 the shipped example (``examples/dialwhom.yaml`` with its sample data). Any bad value raises
 `ConfigError` naming the key, so a broken config never reaches a caller.
 
@@ -143,7 +143,7 @@ class Settings:
 
 
 def find_config(explicit: str | os.PathLike | None = None) -> Path:
-    """Where the config comes from, by interface.md's search order."""
+    """Where the config comes from, by the documented search order."""
     if explicit:
         path = Path(explicit)
         if not path.is_file():

@@ -1,7 +1,7 @@
 """The `hubspot` connector: requests made, answers understood, failures translated.
 
 Unit tests mock HubSpot with `responses` (payload shapes from HubSpot's docs, see
-/work/shared/docs/crm/hubspot-salesforce-zoho.md §1); the end-to-end tests run the Flask app
+the vendor documentation cited in docs/crm/); the end-to-end tests run the Flask app
 against `fake_hubspot`, a real local HTTP server.
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import sys
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest

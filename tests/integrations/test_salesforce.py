@@ -1,7 +1,7 @@
 """The `salesforce` connector: requests made, answers understood, failures translated.
 
 Unit tests mock Salesforce with `responses` (payload shapes from Salesforce's REST docs, see
-/work/shared/docs/crm/hubspot-salesforce-zoho.md §2); the end-to-end tests run the Flask app
+the vendor documentation cited in docs/crm/); the end-to-end tests run the Flask app
 against `fake_salesforce`, a real local HTTP server.
 """
 
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import threading
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest

@@ -1,6 +1,6 @@
 """The `zoho` connector: exact Zoho calls (mocked with `responses`), then end to end.
 
-Payload shapes follow /work/shared/docs/crm/hubspot-salesforce-zoho.md section 3 and Zoho's
+Payload shapes follow the vendor documentation cited in docs/crm/ and Zoho's
 docs: token answer ``{access_token, api_domain, token_type, expires_in}``, search answer
 ``{data: [...], info: {...}}`` or 204, error body ``{code, details, message, status}``.
 """
@@ -8,9 +8,6 @@ docs: token answer ``{access_token, api_domain, token_type, expires_in}``, searc
 from __future__ import annotations
 
 import re
-import sys
-import time
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
