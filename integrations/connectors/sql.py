@@ -338,6 +338,17 @@ _MY_READ_ONLY = {1792, 1290}
 _LITE_TIMEOUT = {"SQLITE_INTERRUPT"}
 _LITE_UNAVAILABLE = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_NOTADB", "SQLITE_CORRUPT", "SQLITE_FULL"}
 _LITE_READ_ONLY = {"SQLITE_READONLY"}
+_LITE_AUTH = {"SQLITE_AUTH"}
+
+
+#: what each kind of failure becomes, and the words for it
+_OUTCOMES: dict[str, tuple[type[ConnectorError], str]] = {
+    "timeout": (ConnectorTimeout, "the database did not answer in time"),
+    "auth": (AuthError, "credentials or permissions refused; check the user, password and GRANT SELECT"),
+    "unavailable": (ConnectorUnavailable, "the database is unreachable, busy or refused the connection"),
+    "read_only": (BadResponse, "the query tried to write in a read-only session"),
+    "failed": (BadResponse, "the query failed"),
+}
 
 
 def _classify(backend: str, exc: Exception) -> tuple[type[ConnectorError], str]:
@@ -348,43 +359,44 @@ def _classify(backend: str, exc: Exception) -> tuple[type[ConnectorError], str]:
         return ConnectorTimeout, "no free connection in the pool"
     orig = getattr(exc, "orig", None)
     if orig is None:
-        return BadResponse, f"the query failed ({type(exc).__name__})"
-    if backend == "postgresql":
-        state = getattr(orig, "sqlstate", None) or ""
-        tag = f"sqlstate {state}" if state else type(orig).__name__
-        # A failed connect carries no SQLSTATE, only libpq's text: read it to choose the class, never to show it.
-        said = "" if state else str(orig).lower()
-        if type(orig).__name__ == "ConnectionTimeout" or state in _PG_TIMEOUT or "timeout expired" in said:
-            return ConnectorTimeout, f"the database did not answer in time ({tag})"
-        if state.startswith(_PG_AUTH) or any(w in said for w in _PG_AUTH_SAID) or ("role" in said and "does not exist" in said):
-            return AuthError, f"credentials or permissions refused ({tag}); check the user, password and GRANT SELECT"
-        if not state or state.startswith(_PG_UNAVAILABLE):
-            return ConnectorUnavailable, f"the database is unreachable or refused the connection ({tag})"
-        if state in _PG_READ_ONLY:
-            return BadResponse, f"the query tried to write in a read-only session ({tag})"
-        return BadResponse, f"the query failed ({tag})"
-    if backend == "sqlite":
-        name = getattr(orig, "sqlite_errorname", "") or ""
-        base = name.split("_", 2)[:2]
-        family = "_".join(base)
-        tag = name or type(orig).__name__
-        if family in _LITE_TIMEOUT:
-            return ConnectorTimeout, f"the query was stopped at the deadline ({tag})"
-        if family in _LITE_UNAVAILABLE or name in _LITE_UNAVAILABLE:
-            return ConnectorUnavailable, f"the database file is busy or unreadable ({tag})"
-        if family in _LITE_READ_ONLY:
-            return BadResponse, f"the query tried to write in a read-only session ({tag})"
-        if family == "SQLITE_AUTH":
-            return AuthError, f"access refused ({tag})"
-        return BadResponse, f"the query failed ({tag})"
+        outcome, tag = "failed", type(exc).__name__
+    else:
+        outcome, tag = {"postgresql": _postgresql, "sqlite": _sqlite}.get(backend, _mysql)(orig)
+    kind, words = _OUTCOMES[outcome]
+    return kind, f"{words} ({tag})"
+
+
+def _postgresql(orig: Exception) -> tuple[str, str]:
+    state = getattr(orig, "sqlstate", None) or ""
+    tag = f"sqlstate {state}" if state else type(orig).__name__
+    # A failed connect carries no SQLSTATE, only libpq's text: read it to choose the class, never to show it.
+    said = "" if state else str(orig).lower()
+    if type(orig).__name__ == "ConnectionTimeout" or state in _PG_TIMEOUT or "timeout expired" in said:
+        return "timeout", tag
+    if state.startswith(_PG_AUTH) or any(w in said for w in _PG_AUTH_SAID) or ("role" in said and "does not exist" in said):
+        return "auth", tag
+    if not state or state.startswith(_PG_UNAVAILABLE):
+        return "unavailable", tag
+    return ("read_only" if state in _PG_READ_ONLY else "failed"), tag
+
+
+def _sqlite(orig: Exception) -> tuple[str, str]:
+    name = getattr(orig, "sqlite_errorname", "") or ""
+    family = "_".join(name.split("_", 2)[:2])  # SQLITE_IOERR_READ -> SQLITE_IOERR
+    tag = name or type(orig).__name__
+    for outcome, names in (("timeout", _LITE_TIMEOUT), ("unavailable", _LITE_UNAVAILABLE), ("read_only", _LITE_READ_ONLY), ("auth", _LITE_AUTH)):
+        if family in names:
+            return outcome, tag
+    return "failed", tag
+
+
+def _mysql(orig: Exception) -> tuple[str, str]:
     code = orig.args[0] if orig.args and isinstance(orig.args[0], int) else None
     tag = f"error {code}" if code is not None else type(orig).__name__
     if code in _MY_TIMEOUT or (code == 2003 and "timed out" in str(orig.args[1:2])):
-        return ConnectorTimeout, f"the database did not answer in time ({tag})"
+        return "timeout", tag
     if code in _MY_AUTH:
-        return AuthError, f"credentials or permissions refused ({tag}); check the user, password and GRANT SELECT"
+        return "auth", tag
     if code is None or code in _MY_UNAVAILABLE:
-        return ConnectorUnavailable, f"the database is unreachable or refused the connection ({tag})"
-    if code in _MY_READ_ONLY:
-        return BadResponse, f"the query tried to write in a read-only session ({tag})"
-    return BadResponse, f"the query failed ({tag})"
+        return "unavailable", tag
+    return ("read_only" if code in _MY_READ_ONLY else "failed"), tag
