@@ -19,6 +19,7 @@ import csv
 import os
 import re
 import threading
+import time
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -48,6 +49,10 @@ _ROW_BITS = 32
 _ROW_MASK = (1 << _ROW_BITS) - 1
 _SEP = "\x1f"  # between account_id and account_name in the row text (a CSV cell cannot hold it unquoted, and we strip it)
 _PLUS_DIGITS = re.compile(r"\+[1-9][0-9]*")
+
+
+class _Changed(ValueError):
+    """The file changed while it was being read: read it again once it is still."""
 
 
 @dataclass(frozen=True)
@@ -227,10 +232,12 @@ def _region(region: str):
 def _metadata(meta):
     if meta is None or meta.national_prefix_transform_rule or meta.general_desc is None or not meta.general_desc.national_number_pattern:
         return None
-    desc = meta.general_desc
     prefix = re.compile(meta.national_prefix_for_parsing) if meta.national_prefix_for_parsing else None
-    lengths = frozenset(desc.possible_length) - frozenset(desc.possible_length_local_only or ())
-    return prefix, re.compile(desc.national_number_pattern), lengths
+    # Possibility depends on the length alone: ask phonenumbers once per length, as to_e164 does.
+    possible = phonenumbers.ValidationResult.IS_POSSIBLE
+    lengths = frozenset(n for n in range(2, 18) if phonenumbers.is_possible_number_with_reason(
+        phonenumbers.PhoneNumber(country_code=meta.country_code, national_number=int("5" * n))) == possible)
+    return prefix, re.compile(meta.general_desc.national_number_pattern), lengths
 
 
 class DirectoryConnector(Connector):
@@ -246,7 +253,7 @@ class DirectoryConnector(Connector):
         super().__init__(options, context)
         self.path: Path = context.resolve_path(self.options["path"])
         try:
-            self._index = self._load()
+            self._index = self._load_still()
         except FileNotFoundError:
             raise ConfigError("path", f"file not found: {self.path}") from None
         except (OSError, ValueError) as exc:
@@ -296,6 +303,9 @@ class DirectoryConnector(Connector):
             return False  # unchanged, already refused, or still being written
         try:
             index = self._load()
+        except _Changed as exc:
+            self.log.info("%s", exc)  # not refused: the next looks will see it change and settle
+            return False
         except (OSError, ValueError) as exc:
             self._refused = stat
             self.log.error("kept the previous %s (%d accounts): the new file is unusable: %s", self.path.name, self._index.rows, exc)
@@ -311,6 +321,15 @@ class DirectoryConnector(Connector):
                 self.refresh()
             except Exception:  # the watcher must outlive any surprise; the old index keeps serving
                 self.log.exception("watching %s failed", self.path.name)
+
+    def _load_still(self, tries: int = 3) -> _Index:
+        """`_load` at startup, trying again if the file is being written meanwhile."""
+        for _ in range(tries - 1):
+            try:
+                return self._load()
+            except _Changed:
+                time.sleep(POLL_S)
+        return self._load()
 
     def _load(self) -> _Index:
         """Read and validate the whole file; raise ValueError naming the line on any problem."""
@@ -339,7 +358,7 @@ class DirectoryConnector(Connector):
                 raise ValueError(f"{name} line {_bad_utf8_line(self.path)}: not UTF-8 text (save the file as UTF-8 CSV)") from None
             read = fh.buffer.tell()  # bytes consumed: the whole file, as it was when read
         if _Stat.of(self.path) != before or read != before.size:
-            raise ValueError(f"{name} changed while it was read; it is read again once it stops changing")
+            raise _Changed(f"{name} changed while it was read; it is read again once it stops changing")
         return builder.finish()
 
     def _add_row(self, builder: _Builder, cells: list[str], col: tuple[int, ...], line: int) -> None:

@@ -207,6 +207,29 @@ def test_a_file_still_growing_is_not_loaded(tmp_path, csv_path):
     assert phone(conn, "+919800000555").owner.email == "ravi@example.com"
 
 
+def test_a_file_that_changes_while_it_is_read_is_read_again(tmp_path, csv_path, monkeypatch, caplog):
+    conn = build(tmp_path)
+    edit(csv_path, HEADER + "A-1,Acme,9876543210,meera@example.com\n")
+    conn.refresh()
+    real_add = DirectoryConnector._add_row
+    appended = []
+
+    def add_and_append(self, *args):
+        if not appended:  # the writer is still at work while we read
+            appended.append(1)
+            with open(csv_path, "a", encoding="utf-8") as fh:
+                fh.write("A-2,Globex,9800000555,ravi@example.com\n")
+        return real_add(self, *args)
+
+    monkeypatch.setattr(DirectoryConnector, "_add_row", add_and_append)
+    caplog.set_level(logging.INFO, logger="dialwhom.connector.accounts")
+    assert conn.refresh() is False
+    assert "changed while it was read" in caplog.text and "kept the previous" not in caplog.text
+    assert phone(conn).owner.email == "asha@example.com"
+    assert settle(conn)
+    assert phone(conn).owner.email == "meera@example.com" and phone(conn, "+919800000555").owner.email == "ravi@example.com"
+
+
 def test_renamed_over_file_is_picked_up(tmp_path, csv_path):
     conn = build(tmp_path)
     new = write(tmp_path / "accounts.csv.new", HEADER + "A-1,Acme,9876543210,meera@example.com\n")
