@@ -16,6 +16,7 @@ stored once.
 from __future__ import annotations
 
 import csv
+import ctypes
 import os
 import re
 import threading
@@ -258,6 +259,7 @@ class DirectoryConnector(Connector):
             raise ConfigError("path", f"file not found: {self.path}") from None
         except (OSError, ValueError) as exc:
             raise ConfigError("path", str(exc)) from None
+        _give_back_memory()
         self._seen: _Stat | None = self._index.stat  # the last stat the watcher saw
         self._refused: _Stat | None = None           # the broken version already reported
         self._refreshing = threading.Lock()  # one load at a time (the watcher, or a test calling refresh)
@@ -311,7 +313,9 @@ class DirectoryConnector(Connector):
             self.log.error("kept the previous %s (%d accounts): the new file is unusable: %s", self.path.name, self._index.rows, exc)
             return False
         self._index = index  # one reference swap: a lookup sees the old index or the new one, whole
-        self.log.info("reloaded %s (%d accounts)", self.path.name, index.rows)
+        del index
+        _give_back_memory()
+        self.log.info("reloaded %s (%d accounts)", self.path.name, self._index.rows)
         self.context.data_changed()
         return True
 
@@ -387,3 +391,11 @@ def _bad_utf8_line(path: Path) -> int:
     except UnicodeDecodeError as exc:
         return data.count(b"\n", 0, exc.start) + 1
     return 1
+
+
+def _give_back_memory() -> None:
+    """Hand the memory a load used and freed back to the system (glibc keeps it otherwise)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
