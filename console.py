@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from datetime import datetime, timezone
@@ -44,9 +45,8 @@ PATH_COLOURS = {
 
 
 def register(app: Flask, runtime: Runtime) -> None:
-    """Serve the console on `app` when the config sets `console_token` (else /console is 404)."""
-    if not runtime.settings.console_token:
-        return
+    """The console's routes on `app`; each answers 404 while the config sets no `console_token`
+    (checked per request, so a reload that sets or drops the token applies at once)."""
     bp = Blueprint("console", __name__, url_prefix="/console", template_folder=str(_HERE / "templates"),
                    static_folder=str(_HERE / "static" / "console"), static_url_path="/static")
     bp.before_request(_require_session)
@@ -87,6 +87,8 @@ def _session() -> dict | None:
 
 
 def _require_session() -> Response | None:
+    if not _rt().settings.console_token:
+        abort(404)  # no console without its token
     if request.endpoint in ("console.login", "console.static"):
         return None
     sess = _session()
@@ -315,10 +317,17 @@ def state(rt: Runtime) -> dict:
         "caches": {k: ready.get(k) for k in ("cached_lookups", "remembered_calls", "last_agents", "lookups_in_flight")},
         "shared_state": ready.get("shared_state"),
         "recent_redis_errors": service.recent.redis_errors,
-        "config": {"file": Path(str(ready.get("config") or s.source)).name, "version": ready.get("config_version"), "last_reload": ready.get("last_reload")},
+        "config": {"file": Path(str(ready.get("config") or s.source)).name, "version": getattr(s, "version", None), "last_reload": _last_reload()},
+        "worker": os.getpid(),
         # whatever else /readyz reports (newer keys), shown as they are
-        "more": {k: v for k, v in ready.items() if k not in known_keys and k not in ("config_version", "last_reload")},
+        "more": {k: v for k, v in ready.items() if k not in known_keys},
     }
+
+
+def _last_reload() -> Any:
+    """How the last reload went (dialwhom.integrations.reload, issue 14), if this app reloads."""
+    reloader = current_app.extensions.get("dialwhom.reload")
+    return reloader.status() if reloader is not None else None
 
 
 def _availability(rt: Runtime, number: str, team: str | None, ts: float) -> str:
@@ -447,7 +456,7 @@ def line_chart(rows: list[tuple[int, Bucket]], value: Callable[[Bucket], float |
 
 #: (rule, view, methods) under /console
 VIEWS = (
-    ("/", index, ["GET"]),
+    ("", index, ["GET"]),
     ("/login", login, ["GET", "POST"]),
     ("/logout", logout, ["POST"]),
     ("/live", live, ["GET"]),

@@ -300,3 +300,21 @@ def test_console_token_must_be_long():
     with pytest.raises(ConfigError, match="console_token"):
         from_mapping({"console_token": "short"})
     assert repr(from_mapping({"console_token": CONSOLE_TOKEN}).console_token) == "Secret('co***')"
+
+
+def test_the_console_follows_the_runtime_it_finds_per_request(make_app):
+    """A reload swaps the runtime whole: dropping console_token closes the console at once."""
+    from dialwhom.integrations.runtime import build_runtime
+
+    app = make_app(config())
+    client = app.test_client()
+    sign_in(client)
+    assert client.get("/console/api/now").status_code == 200
+    old = app.extensions["dialwhom"]
+    app.extensions["dialwhom"] = build_runtime(sample_config())
+    try:
+        assert client.get("/console/api/now").status_code == 404
+        assert client.get("/console/login").status_code == 404
+    finally:
+        app.extensions["dialwhom"].close()
+        app.extensions["dialwhom"] = old
