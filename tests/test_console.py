@@ -258,29 +258,19 @@ def test_no_full_number_or_secret_anywhere(app):
             assert s not in body
 
 
-def test_recent_decisions_are_shared_through_redis(make_app):
-    redis = pytest.importorskip("redis")
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=0.5)
-    try:
-        client.ping()
-    except redis.RedisError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    prefix = "dialwhom-test-console:"
+def test_recent_decisions_are_shared_through_redis(make_app, redis_client):
+    client, prefix = redis_client
     shared = {"url": "redis://127.0.0.1:6379/0", "prefix": prefix}
-    try:
-        one, two = make_app(config(shared_state=shared)), make_app(config(shared_state=shared))
-        c1, c2 = one.test_client(), two.test_client()
-        call(c1)
-        one.extensions["dialwhom"].service.recent.flush()
-        sign_in(c2)
-        (entry,) = c2.get("/console/api/decisions").get_json()["decisions"]
-        assert entry["path"] == "fresh" and entry["caller"] == mask("+919876543210")
-        raw = b"".join(client.lrange(prefix + "recent", 0, -1))
-        assert b"9876543210" not in raw  # masked in Redis too
-    finally:
-        for key in client.scan_iter(prefix + "*"):
-            client.delete(key)
-        client.close()
+    one, two = make_app(config(shared_state=shared)), make_app(config(shared_state=shared))
+    c1, c2 = one.test_client(), two.test_client()
+    call(c1)
+    one.extensions["dialwhom"].service.recent.flush()
+    sign_in(c2)
+    (entry,) = c2.get("/console/api/decisions").get_json()["decisions"]
+    assert entry["path"] == "fresh" and entry["caller"] == mask("+919876543210")
+    assert c2.get(f"/console/api/decisions/{entry['id']}").get_json() == entry  # the detail from another instance
+    raw = b"".join(client.lrange(prefix + "recent", 0, -1))
+    assert b"9876543210" not in raw  # masked in Redis too
 
 
 def test_redis_down_shows_this_instances_own_list(make_app):
