@@ -30,8 +30,9 @@ if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
     pytest.skip("chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver)", allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,13 @@ def browser():
 
 
 def wait(driver, cond, timeout=5.0):
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(cond)
+    # the live list is re-rendered every 2 s: an element read mid-render is stale, so try again
+    return WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)).until(cond)
+
+
+def entries(driver) -> list[tuple[str, str]]:
+    """(text, link) of each live entry, read in one script (no stale elements)."""
+    return driver.execute_script("return Array.from(document.querySelectorAll('#decisions .entry a')).map(a => [a.innerText, a.href])")
 
 
 def sign_in(driver, base, token=CONSOLE_TOKEN):
@@ -70,6 +77,8 @@ def sign_in(driver, base, token=CONSOLE_TOKEN):
     driver.get(base + "/console/login")
     driver.find_element(By.ID, "token").send_keys(token)
     driver.find_element(By.CSS_SELECTOR, "#login button").click()
+    if token == CONSOLE_TOKEN:  # wait for the signed-in page, so the cookie is set before the next get
+        wait(driver, lambda d: d.current_url.endswith("/console/live"))
 
 
 def shoot(driver, name):
@@ -103,11 +112,14 @@ def test_a_call_appears_in_the_live_list_without_reloading(browser, server):
     answer = requests.get(base + "/exotel/dial-whom", params={"CallSid": sid, "CallFrom": ASHA_CUSTOMER}, timeout=5)
     assert answer.text.startswith(ASHA)
     requests.get(base + "/exotel/dial-whom", params={"CallSid": sid + "-u", "CallFrom": "09000000001"}, timeout=5)
-    first = wait(browser, lambda d: [e for e in d.find_elements(By.CSS_SELECTOR, "#decisions .entry") if mask("+919876543210") in e.text], timeout=4)[0]
+    text, link = wait(browser, lambda d: [e for e in entries(d) if mask("+919876543210") in e[0]], timeout=4)[0]
     assert browser.execute_script("return window.notReloaded") is True  # the same page, updated by polling
-    assert "fresh" in first.text and f"{mask(ASHA)} (owner)" in first.text
+    assert "fresh" in text and f"{mask(ASHA)} (owner)" in text
     shoot(browser, "live")
-    first.find_element(By.TAG_NAME, "a").click()
+    Select(browser.find_element(By.NAME, "path")).select_by_value("not-found")  # filtered in place
+    wait(browser, lambda d: entries(d) and all("not-found" in t for t, _ in entries(d)))
+    assert "path=not-found" in browser.current_url and browser.execute_script("return window.notReloaded") is True
+    browser.get(link)
     plan = wait(browser, lambda d: d.find_element(By.ID, "plan"))
     assert mask(ASHA) in plan.text and "answer path: fresh" in browser.page_source
     shoot(browser, "decision")
