@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import phonenumbers
 import yaml
 
+from dialwhom.routing import availability
 from dialwhom.routing.config_error import ConfigError
 from dialwhom.routing.phones import parse_config_number
 
@@ -56,6 +57,10 @@ class Rep:
     phones: tuple[str, ...]
     team: str | None
     name: str | None = None
+    #: availability (routing/availability.py): a schedule name, an IANA zone, leave
+    hours: str | None = None
+    timezone: str | None = None
+    away: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,11 @@ class Settings:
     shared_state: SharedStateSettings | None = None
     #: a number `dialwhom check` looks up to prove the connectors answer
     check_number: str | None = None
+    #: availability (routing/availability.py): zone, named weekly hours, closed dates, busy expiry
+    timezone: str = "UTC"
+    schedules: Mapping[str, Any] = field(default_factory=dict)
+    holidays: frozenset = frozenset()
+    busy_ttl_s: float = 1800.0
     source: str = "<dict>"
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -233,9 +243,9 @@ def from_mapping(
             raise ConfigError(key, "expected a mapping with 'backup: [numbers]'")
         if not isinstance(body, Mapping):
             raise ConfigError(key, "expected a mapping with 'backup: [numbers]'")
-        unknown = set(body) - {"backup", "name"}
+        unknown = set(body) - {"backup", "name"} - availability.TEAM_FIELDS
         if unknown:
-            raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key; a team has 'backup' (and an optional 'name')")
+            raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key; a team has 'backup', an optional 'name' and " + ", ".join(sorted(availability.TEAM_FIELDS)))
         teams[str(name)] = numbers(f"{key}.backup", body.get("backup") or [])
 
     reps: list[Rep] = []
@@ -244,9 +254,9 @@ def from_mapping(
         key = f"reps[{i}]"
         if not isinstance(body, Mapping):
             raise ConfigError(key, "expected a mapping with owner, phone and team")
-        unknown = set(body) - {"owner", "phone", "team", "name"}
+        unknown = set(body) - {"owner", "phone", "team", "name"} - availability.REP_FIELDS
         if unknown:
-            raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key; a rep has owner, phone, team and an optional name")
+            raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key; a rep has owner, phone, team and optional name, " + ", ".join(sorted(availability.REP_FIELDS)))
         owners = body.get("owner")
         owners = owners if isinstance(owners, list) else [owners]
         if not owners or any(not isinstance(o, (str, int)) or not str(o).strip() for o in owners):
@@ -324,7 +334,9 @@ def from_mapping(
             raise ConfigError("shared_state.url", "required: a Redis URL such as redis://127.0.0.1:6379/0 (or rediss://, unix://)")
         shared = SharedStateSettings(url, sv.str("prefix", "dialwhom:"), sv.int("timeout_ms", 100, 5, 1000))
         sv.no_unknown()
+    avail, reps, teams = availability.parse(v.raw, v.list("reps", []), v.map("teams"), reps, teams)
     settings = Settings(
+        **avail,
         default_region=region,
         budget_ms=budget,
         tokens=tuple(tokens),

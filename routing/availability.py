@@ -1,0 +1,426 @@
+"""Whether an agent can take a call at a moment, and if not, why: hours, holidays, leave.
+
+Config (README, "Configuration"): a top-level `timezone`, named weekly `schedules`, `holidays`;
+per rep `hours`, `timezone`, `away`; per team `hours`, `stickiness`, `order` and the JSON-mode
+options. `parse` reads them (called once from `dialwhom.routing.config.from_mapping`); every bad
+value is a `ConfigError` naming the key and the valid form.
+
+At run time `Availability.check(number, team, ts)` answers from a per-minute memo: schedule
+windows are whole minutes, so the answer for one agent cannot change within a minute, and the
+zone conversion is done once per zone per minute, not once per request.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import time
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Callable, Mapping, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dialwhom.routing.config_error import ConfigError
+
+# -- the clock -----------------------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    """Where the service reads the time (one object; tests and `lookup --at` inject their own)."""
+
+    def now(self) -> datetime: ...  # aware
+
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    """The real time."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class FixedClock:
+    """A clock stopped at one moment (`dialwhom lookup --at`); `advance` moves it (tests)."""
+
+    def __init__(self, at: datetime):
+        if at.tzinfo is None:
+            raise ValueError("FixedClock needs an aware datetime")
+        self.at = at
+        self._mono = 1000.0
+
+    def now(self) -> datetime:
+        return self.at
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+        self._mono += seconds
+
+
+# -- config: the keys, as a table ----------------------------------------------------------------
+
+#: (key, type, default, help) of the top-level keys this module reads
+TOP_KEYS = (
+    ("timezone", "IANA zone", "UTC", "zone for schedules, holidays and leave"),
+    ("schedules", "name -> {days: windows}", {}, "named weekly hours; a day not listed is closed"),
+    ("holidays", "list of YYYY-MM-DD", [], "every schedule is closed on these dates"),
+    ("busy_ttl_s", "seconds", 1800, "an agent marked busy without a later free is free again after this"),
+)
+#: (key, type, default, help) per entry of `reps`
+REP_KEYS = (
+    ("hours", "schedule name", None, "default: the team's hours; absent everywhere: always"),
+    ("timezone", "IANA zone", None, "overrides the top-level zone for this rep"),
+    ("away", "list of {from, to, delegate}", [], "leave; dates inclusive, or ISO date-times"),
+)
+#: (key, type, default, help) per team under `teams`
+TEAM_KEYS = (
+    ("hours", "schedule name", None, "for the team's backups, and the default for its reps"),
+    ("stickiness", "loose | strict", "loose", "strict: owner (or delegate) only, then fallback"),
+    ("order", "in-order | round-robin | longest-idle", "in-order", "the order of the backups"),
+    ("ring_timeout_s", "seconds", None, "JSON mode: max_ringing_duration of each attempt"),
+    ("parallel", "2..10", None, "JSON mode: ring this many numbers at once (parallel_ringing)"),
+)
+REP_FIELDS = frozenset(k for k, *_ in REP_KEYS)
+TEAM_FIELDS = frozenset(k for k, *_ in TEAM_KEYS)
+STICKINESS = ("loose", "strict")
+ORDERS = ("in-order", "round-robin", "longest-idle")
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WINDOW = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+_WEEK = 7 * 1440
+
+
+class Team(tuple):
+    """A team's backup numbers (a tuple of E.164, as before) with its routing policy."""
+
+    hours: str | None
+    stickiness: str
+    order: str
+    ring_timeout_s: int | None
+    parallel: int | None
+
+    def __new__(cls, numbers=(), *, hours=None, stickiness="loose", order="in-order", ring_timeout_s=None, parallel=None):
+        self = super().__new__(cls, numbers)
+        self.hours, self.stickiness, self.order = hours, stickiness, order
+        self.ring_timeout_s, self.parallel = ring_timeout_s, parallel
+        return self
+
+
+def team_policy(team: Any, name: str) -> str:
+    """A team's `name` setting, also for a plain tuple of numbers (the default policy)."""
+    return getattr(team, name, None) or {"stickiness": "loose", "order": "in-order"}.get(name)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Weekly hours: open intervals in minutes of the week (Monday 00:00 = 0), sorted."""
+
+    name: str
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+
+    def is_open(self, week_minute: int) -> bool:
+        i = bisect.bisect_right(self.starts, week_minute) - 1
+        return i >= 0 and week_minute < self.ends[i]
+
+
+@dataclass(frozen=True)
+class Leave:
+    """One stretch of leave, as aware datetimes [start, end), with who takes the calls."""
+
+    start: datetime
+    end: datetime
+    delegate: str | None
+    until: str  # as written, for people: "2027-01-02"
+
+
+def parse(raw: Callable[[str, Any], Any], reps_raw: list, teams_raw: Mapping, reps: list, teams: dict) -> tuple[dict[str, Any], list, dict]:
+    """Read the availability keys: (Settings fields, reps with their hours/zone/leave, teams as `Team`).
+
+    `raw(key, default)` reads a top-level key (and marks it used); `reps_raw`/`teams_raw` are the
+    config's entries, `reps`/`teams` what `config.from_mapping` made of them.
+    """
+    zone_name = raw("timezone", "UTC")
+    zone = _zone("timezone", zone_name)
+    schedules = _schedules(raw("schedules", {}))
+    holidays = _holidays(raw("holidays", []))
+    ttl = raw("busy_ttl_s", 1800)
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 10 <= ttl <= 86400:
+        raise ConfigError("busy_ttl_s", f"expected seconds between 10 and 86400, got {ttl!r}")
+
+    def hours(key: str, value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or value not in schedules:
+            known = ", ".join(sorted(schedules)) or "none defined"
+            raise ConfigError(key, f"'{value}' is not a schedule under 'schedules' (defined: {known})")
+        return value
+
+    new_teams: dict[str, Team] = {}
+    for name, numbers in teams.items():
+        body = teams_raw.get(name) or {}
+        key = f"teams.{name}"
+        stick = body.get("stickiness", "loose")
+        if stick not in STICKINESS:
+            raise ConfigError(f"{key}.stickiness", f"{stick!r} is not one of {', '.join(STICKINESS)}")
+        order = body.get("order", "in-order")
+        if order not in ORDERS:
+            raise ConfigError(f"{key}.order", f"{order!r} is not one of {', '.join(ORDERS)}")
+        new_teams[name] = Team(
+            numbers, hours=hours(f"{key}.hours", body.get("hours")), stickiness=stick, order=order,
+            ring_timeout_s=_whole(f"{key}.ring_timeout_s", body.get("ring_timeout_s"), 5, 600),
+            parallel=_whole(f"{key}.parallel", body.get("parallel"), 2, 10),
+        )
+
+    owners = {o.lower() for r in reps for o in r.owners}
+    new_reps = []
+    for i, (rep, body) in enumerate(zip(reps, reps_raw, strict=True)):
+        key = f"reps[{i}]"
+        tz_name = body.get("timezone")
+        rep_zone = _zone(f"{key}.timezone", tz_name) if tz_name is not None else zone
+        away = body.get("away") or []
+        if not isinstance(away, list):
+            raise ConfigError(f"{key}.away", "expected a list of {from: YYYY-MM-DD, to: YYYY-MM-DD, delegate: <rep owner>}")
+        leaves = tuple(_leave(f"{key}.away[{j}]", item, rep_zone, owners, rep.owners) for j, item in enumerate(away))
+        new_reps.append(replace(rep, hours=hours(f"{key}.hours", body.get("hours")), timezone=tz_name, away=leaves))
+    fields = {"timezone": zone_name, "schedules": schedules, "holidays": holidays, "busy_ttl_s": float(ttl)}
+    return fields, new_reps, new_teams
+
+
+def _zone(key: str, name: Any) -> ZoneInfo:
+    try:
+        if not isinstance(name, str) or not name:
+            raise ValueError
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(key, f"{name!r} is not a time zone; use an IANA name such as Asia/Kolkata, Asia/Dubai or UTC") from None
+
+
+def _whole(key: str, value: Any, lo: int, hi: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(key, f"expected a whole number from {lo} to {hi}, got {value!r}")
+    return value
+
+
+def _schedules(value: Any) -> dict[str, Schedule]:
+    if not isinstance(value, Mapping):
+        raise ConfigError("schedules", 'expected a mapping of names to weekly hours, e.g. office: {mon-fri: "09:30-18:30"}')
+    out = {}
+    for name, days in value.items():
+        key = f"schedules.{name}"
+        if not isinstance(days, Mapping) or not days:
+            raise ConfigError(key, 'expected days and windows, e.g. {mon-fri: "09:30-18:30", sat: "10:00-14:00"}')
+        intervals: list[tuple[int, int]] = []
+        for day_spec, windows in days.items():
+            dkey = f"{key}.{day_spec}"
+            for day in _days(dkey, str(day_spec)):
+                for start, end in _windows(dkey, windows):
+                    s, e = day * 1440 + start, day * 1440 + end
+                    if e > _WEEK:  # Sunday night into Monday morning
+                        intervals += [(s, _WEEK), (0, e - _WEEK)]
+                    else:
+                        intervals.append((s, e))
+        intervals.sort()
+        merged: list[list[int]] = []
+        for s, e in intervals:
+            if merged and s <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        out[str(name)] = Schedule(str(name), tuple(s for s, _ in merged), tuple(e for _, e in merged))
+    return out
+
+
+def _days(key: str, spec: str) -> list[int]:
+    days: list[int] = []
+    for part in spec.lower().replace(" ", "").split(","):
+        ends = part.split("-")
+        if len(ends) not in (1, 2) or any(d not in _DAYS for d in ends):
+            raise ConfigError(key, f"{spec!r} is not a day or range of days; write mon, mon-fri or sat,sun")
+        a, b = _DAYS.index(ends[0]), _DAYS.index(ends[-1])
+        days += [(a + k) % 7 for k in range((b - a) % 7 + 1)]
+    return days
+
+
+def _windows(key: str, value: Any) -> list[tuple[int, int]]:
+    items = value if isinstance(value, list) else str(value).split(",") if isinstance(value, str) else [value]
+    out = []
+    for item in items:
+        m = _WINDOW.match(str(item).strip()) if isinstance(item, str) else None
+        if m is None:
+            raise ConfigError(key, f'{item!r} is not a window; write "HH:MM-HH:MM" (24-hour clock), e.g. "09:30-18:30" or "18:30-09:30" across midnight')
+        h1, m1, h2, m2 = map(int, m.groups())
+        if h1 > 23 or m1 > 59 or h2 > 24 or m2 > 59 or (h2 == 24 and m2):
+            raise ConfigError(key, f"{item!r} is not a time of day; hours 00-23 (24:00 only as an end), minutes 00-59")
+        start, end = h1 * 60 + m1, h2 * 60 + m2
+        if start == end:
+            raise ConfigError(key, f'{item!r} is empty; for the whole day write "00:00-24:00"')
+        out.append((start, end if end > start else end + 1440))  # an end before the start is the next day
+    return out
+
+
+def _holidays(value: Any) -> frozenset[date]:
+    if not isinstance(value, list):
+        raise ConfigError("holidays", 'expected a list of dates, e.g. ["2026-12-25", "2027-01-26"]')
+    out = set()
+    for i, item in enumerate(value):
+        if isinstance(item, date) and not isinstance(item, datetime):  # YAML reads bare dates itself
+            out.add(item)
+            continue
+        try:
+            out.add(date.fromisoformat(str(item)))
+        except ValueError:
+            raise ConfigError(f"holidays[{i}]", f"{item!r} is not a date; write YYYY-MM-DD") from None
+    return frozenset(out)
+
+
+def _moment(key: str, value: Any, zone: ZoneInfo, *, end: bool) -> tuple[datetime, str]:
+    """A leave bound: a date (whole day, inclusive) or an ISO date-time (zone unless an offset)."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, date):
+        day = value + timedelta(days=1) if end else value
+        return datetime(day.year, day.month, day.day, tzinfo=zone), value.isoformat()
+    else:
+        text = str(value).strip()
+        try:
+            if len(text) == 10:
+                return _moment(key, date.fromisoformat(text), zone, end=end)
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise ConfigError(key, f"{value!r} is not a date; write YYYY-MM-DD or an ISO date-time like 2026-12-20T14:00") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=zone)
+    return dt, dt.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def _leave(key: str, item: Any, zone: ZoneInfo, owners: set[str], own: tuple[str, ...]) -> Leave:
+    if not isinstance(item, Mapping) or "from" not in item or "to" not in item:
+        raise ConfigError(key, "expected {from: YYYY-MM-DD, to: YYYY-MM-DD} and an optional delegate (a rep's owner)")
+    unknown = set(item) - {"from", "to", "delegate"}
+    if unknown:
+        raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key; leave has from, to and an optional delegate")
+    start, _ = _moment(f"{key}.from", item["from"], zone, end=False)
+    end, until = _moment(f"{key}.to", item["to"], zone, end=True)
+    if end <= start:
+        raise ConfigError(f"{key}.to", f"'to' ({until}) is before 'from'; write the first day of leave in 'from' and the last in 'to'")
+    delegate = item.get("delegate")
+    if delegate is not None:
+        delegate = str(delegate).strip()
+        if delegate.lower() not in owners:
+            raise ConfigError(f"{key}.delegate", f"{delegate!r} is not a rep; write the 'owner' of another entry under 'reps'")
+        if delegate.lower() in {o.lower() for o in own}:
+            raise ConfigError(f"{key}.delegate", "a rep cannot delegate to themselves; name another rep")
+    return Leave(start, end, delegate, until)
+
+
+def parse_at(text: str, zone_name: str) -> datetime:
+    """`lookup --at "YYYY-MM-DD HH:MM"`: an aware moment (the config's zone unless it has an offset)."""
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a moment; write \"YYYY-MM-DD HH:MM\" (optionally with an offset like +05:30)") from None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=ZoneInfo(zone_name))
+
+
+# -- run time ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """Why an agent cannot take the call now: `kind` for metrics, `text` for the trace."""
+
+    kind: str  # outside-hours, holiday, away
+    text: str
+    delegate: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    zone: ZoneInfo
+    schedule: Schedule | None
+    leaves: tuple[Leave, ...]
+
+
+class Availability:
+    """Hours, holidays and leave of every number the config knows, checked per minute."""
+
+    def __init__(self, settings: Any):
+        self.settings = settings
+        self.zone = ZoneInfo(settings.timezone)
+        self.holidays = settings.holidays
+        self._zones: dict[str, ZoneInfo] = {}
+        self._minute = -1
+        self._memo: dict[tuple[str, str | None], Unavailable | None] = {}
+        self._local: dict[ZoneInfo, tuple[int, date]] = {}
+        self.enabled = bool(settings.schedules or settings.holidays or any(r.away for r in settings.reps))
+
+    def _rules(self, number: str, team: str | None) -> _Rules:
+        s = self.settings
+        rep = s.rep_by_phone(number)
+        team_hours = team_policy(s.teams.get(team), "hours") if team else None
+        if rep is not None:
+            # the rep's own hours, else their team's, else those of the team they are rung for
+            hours = rep.hours or (team_policy(s.teams.get(rep.team), "hours") if rep.team else None) or team_hours
+            zone = self._zone(rep.timezone) if rep.timezone else self.zone
+            return _Rules(zone, s.schedules.get(hours) if hours else None, rep.away)
+        return _Rules(self.zone, s.schedules.get(team_hours) if team_hours else None, ())
+
+    def _zone(self, name: str) -> ZoneInfo:
+        z = self._zones.get(name)
+        if z is None:
+            z = self._zones[name] = ZoneInfo(name)
+        return z
+
+    def check(self, number: str, team: str | None, ts: float) -> Unavailable | None:
+        """None when `number` (rung for `team`) can take a call at `ts`; else why not."""
+        if not self.enabled:
+            return None
+        minute = int(ts // 60)
+        if minute != self._minute:  # a new minute: start the memo afresh
+            self._memo, self._local, self._minute = {}, {}, minute
+        key = (number, team)
+        memo = self._memo
+        if key in memo:
+            return memo[key]
+        result = self._check(self._rules(number, team), minute * 60)
+        memo[key] = result
+        return result
+
+    def _check(self, rules: _Rules, ts: int) -> Unavailable | None:
+        local = self._local.get(rules.zone)
+        if local is None:
+            dt = datetime.fromtimestamp(ts, rules.zone)
+            local = self._local[rules.zone] = (dt.weekday() * 1440 + dt.hour * 60 + dt.minute, dt.date())
+        week_minute, today = local
+        for leave in rules.leaves:
+            if leave.start.timestamp() <= ts < leave.end.timestamp():
+                return Unavailable("away", f"away until {leave.until}", leave.delegate)
+        if rules.schedule is not None:
+            if today in self.holidays:
+                return Unavailable("holiday", f"holiday {today.isoformat()}")
+            if not rules.schedule.is_open(week_minute):
+                return Unavailable("outside-hours", f"outside hours '{rules.schedule.name}'")
+        return None
+
+    def clock_time(self, ts: float) -> str:
+        """HH:MM in the config's zone, for 'busy since 10:41'."""
+        return datetime.fromtimestamp(ts, self.zone).strftime("%H:%M")
+
+
+def connect_options(team: Any) -> dict[str, Any]:
+    """The JSON mode's fields a team's options fill (`/exotel/connect`, exotel.md §5)."""
+    out: dict[str, Any] = {}
+    if getattr(team, "ring_timeout_s", None):
+        out["max_ringing_duration"] = team.ring_timeout_s
+    if getattr(team, "parallel", None):
+        out["parallel_ringing"] = {"activate": True, "max_parallel_attempts": team.parallel}
+    return out
