@@ -358,9 +358,9 @@ class Availability:
         self.zone = ZoneInfo(settings.timezone)
         self.holidays = settings.holidays
         self._zones: dict[str, ZoneInfo] = {}
-        self._minute = -1
-        self._memo: dict[tuple[str, str | None], Unavailable | None] = {}
-        self._local: dict[ZoneInfo, tuple[int, date]] = {}
+        #: (minute, answers by (number, team), local (week minute, date) by zone): replaced as a
+        #: whole when the minute changes, so a thread still on the last minute writes to the old one
+        self._state: tuple[int, dict, dict] = (-1, {}, {})
         self.enabled = bool(settings.schedules or settings.holidays or any(r.away for r in settings.reps))
 
     def _rules(self, number: str, team: str | None) -> _Rules:
@@ -385,21 +385,21 @@ class Availability:
         if not self.enabled:
             return None
         minute = int(ts // 60)
-        if minute != self._minute:  # a new minute: start the memo afresh
-            self._memo, self._local, self._minute = {}, {}, minute
+        state = self._state
+        if state[0] != minute:  # a new minute (or another moment: lookup --at): start afresh
+            state = self._state = (minute, {}, {})
         key = (number, team)
-        memo = self._memo
+        memo = state[1]
         if key in memo:
             return memo[key]
-        result = self._check(self._rules(number, team), minute * 60)
-        memo[key] = result
+        result = memo[key] = self._check(self._rules(number, team), minute * 60, state[2])
         return result
 
-    def _check(self, rules: _Rules, ts: int) -> Unavailable | None:
-        local = self._local.get(rules.zone)
+    def _check(self, rules: _Rules, ts: int, locals_: dict) -> Unavailable | None:
+        local = locals_.get(rules.zone)
         if local is None:
             dt = datetime.fromtimestamp(ts, rules.zone)
-            local = self._local[rules.zone] = (dt.weekday() * 1440 + dt.hour * 60 + dt.minute, dt.date())
+            local = locals_[rules.zone] = (dt.weekday() * 1440 + dt.hour * 60 + dt.minute, dt.date())
         week_minute, today = local
         for leave in rules.leaves:
             if leave.start.timestamp() <= ts < leave.end.timestamp():

@@ -164,7 +164,7 @@ def arrange(settings: Settings, base: Plan, moment: Moment | None = None) -> Pla
     ready: list[Step] = []
     busy: list[Step] = []
     skips: list[str] = []
-    owner = ""
+    owner = ""  # the first reason the owner could not lead
 
     def place(step: Step, label: str) -> None:
         since = moment.busy_since(step.number) if moment is not None else None
@@ -223,15 +223,16 @@ def arrange(settings: Settings, base: Plan, moment: Moment | None = None) -> Pla
             team_ready = team_ready[k:] + team_ready[:k]
         elif order == "longest-idle":
             team_ready.sort(key=lambda s: moment.idle_since(s.number))
-    if base.owner_known and not owner:
-        owner = "first" if ready and ready[0].why == "owner" else "not-rung"
+    if base.owner_known:
+        owner = "first" if ready and ready[0].why == "owner" else owner or "not-rung"
     steps = _unique(ready + team_ready + busy + rest)
     notes = base.notes
     if not steps and base.steps:
         # Rule 3 still holds: nobody can take the call now, and no fallback: ring them anyway.
         steps = list(base.steps)
         notes += ("nobody in the plan can take the call now and there is no fallback; ringing them anyway",)
-    return Plan(tuple(steps[: settings.max_numbers]), base.owner_known, team, notes, tuple(skips), owner)
+    # an owner with two phones is skipped twice for one reason: say it once
+    return Plan(tuple(steps[: settings.max_numbers]), base.owner_known, team, notes, tuple(dict.fromkeys(skips)), owner if base.owner_known else "")
 
 
 def fallback_plan(settings: Settings, line: str | None = None) -> Plan:

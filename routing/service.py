@@ -82,6 +82,8 @@ class RoutingService:
         self.availability = Availability(settings)
         self.ledger = MemoryLedger(settings.busy_ttl_s) if shared is None else RedisLedger(settings.busy_ttl_s, shared)
         self._arranged: dict[tuple[int, int, int], tuple[Plan, Plan]] = {}
+        #: teams whose plan changes with every call (rotation): never remembered
+        self._rotating = frozenset(t for t, team in settings.teams.items() if team_policy(team, "order") == "round-robin")
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -166,7 +168,7 @@ class RoutingService:
         """
         ts = self.clock.now().timestamp()
         ledger = self.ledger
-        if ledger.shared or team_policy(self.settings.teams.get(base.team), "order") == "round-robin":
+        if ledger.shared or base.team in self._rotating:
             plan = arrange(self.settings, base, Moment(self.availability, ledger, ts))
         else:
             key = (id(base), int(ts // 60), ledger.version)

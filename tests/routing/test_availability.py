@@ -315,3 +315,15 @@ def test_parse_at_reads_the_config_zone_unless_an_offset_is_given():
     assert parse_at("2026-12-24 14:00+00:00", "Asia/Kolkata") == ist("2026-12-24 19:30")
     with pytest.raises(ValueError, match="YYYY-MM-DD HH:MM"):
         parse_at("tomorrow", "UTC")
+
+
+def test_an_owner_with_two_phones_one_busy_still_leads_and_is_explained_once(make):
+    desk = "+919800000009"
+    svc = make("2026-12-01 10:41", reps=owner_only(phone=[ASHA, desk], away=[]))
+    svc.record_agent_event(None, ASHA, "busy")
+    d = call(svc)
+    assert d.plan.numbers == [desk, VIKRAM, NORTH3, ASHA, FALLBACK]
+    assert d.plan.owner == "first"
+    svc.clock = FixedClock(ist("2026-12-01 20:00"))
+    d = call(svc)
+    assert d.plan.numbers == [FALLBACK] and d.trace.skips.count("owner outside hours 'office'") == 1
