@@ -166,10 +166,11 @@ def arrange(settings: Settings, base: Plan, moment: Moment | None = None) -> Pla
     skips: list[str] = []
     owner = ""  # the first reason the owner could not lead
 
-    def place(step: Step, label: str) -> None:
+    def place(step: Step, label: str, into: list[Step] = ready) -> None:
+        """Into `into` if free, else behind every available agent (busy ends in minutes)."""
         since = moment.busy_since(step.number) if moment is not None else None
         if since is None:
-            ready.append(step)
+            into.append(step)
         else:
             busy.append(step)
             skips.append(f"{label} busy since {moment.clock_time(since)}; moved behind the available agents")
@@ -210,12 +211,7 @@ def arrange(settings: Settings, base: Plan, moment: Moment | None = None) -> Pla
         if why_not is not None:
             skips.append(f"{mask(step.number)} {why_not.text}")
             continue
-        since = moment.busy_since(step.number) if moment is not None else None
-        if since is None:
-            team_ready.append(step)
-        else:
-            busy.append(step)
-            skips.append(f"{mask(step.number)} busy since {moment.clock_time(since)}; moved behind the available agents")
+        place(step, mask(step.number), team_ready)
     if moment is not None and len(team_ready) > 1 and team is not None:
         order = team_policy(settings.teams.get(team), "order")
         if order == "round-robin":

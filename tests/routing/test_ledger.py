@@ -22,10 +22,12 @@ C5 = "+919800000005"
 
 
 def _redis_up() -> bool:
+    import redis
+
     try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5) as client:
+            return bool(client.ping())
+    except redis.RedisError:
         return False
 
 
