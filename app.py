@@ -19,8 +19,8 @@ from flask import Flask, Response, current_app, request
 from dialwhom.integrations.registry import ConnectorType
 from dialwhom.integrations.runtime import Runtime, build_runtime
 from dialwhom.routing.availability import connect_options
-from dialwhom.routing.config import ConfigError
 from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.ports import Clock
 from dialwhom.routing.phones import mask
 from dialwhom.routing.request import QueryString, parse_request
 
@@ -31,9 +31,10 @@ ANSWER_RESERVE_MS = 25
 TRACE_HEADER = "X-Dialwhom-Trace"
 TEXT = "text/plain; charset=utf-8"
 
-def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]] | None = None) -> Flask:
-    """The web app. `config`: a path, a mapping (tests), Settings, or None for the search order."""
-    runtime = build_runtime(config, registry=registry)
+def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]] | None = None, clock: Clock | None = None) -> Flask:
+    """The web app. `config`: a path, a mapping (tests), Settings, or None for the search order;
+    `registry`: connector types (default: the installed entry points); `clock`: for tests."""
+    runtime = build_runtime(config, registry=registry, clock=clock)
     _setup_logging(runtime.settings.log_level)
     app = Flask(__name__)
     app.extensions["dialwhom"] = runtime
@@ -85,17 +86,11 @@ def _params() -> QueryString:
 
 
 def _decide(endpoint: str):
-    """The decision for this request, never an exception: a bug still gets the config's plan."""
+    """The decision for this request (never an exception: see `RoutingService.answer`)."""
     rt = _runtime()
     deadline = Deadline((rt.settings.budget_ms - ANSWER_RESERVE_MS) / 1000.0)
     req = parse_request(_params(), rt.settings.default_region, outcome=False)
-    try:
-        decision = rt.service.fallback(req, deadline) if endpoint == "fallback" else rt.service.decide(req, deadline)
-    except Exception:  # the caller is waiting: answer from config, log the bug
-        log.exception("decision failed; answering from config")
-        decision = rt.service.fallback(req, deadline)
-        decision.trace.path = "error-fallback"
-    rt.service.metrics.decided(endpoint, decision.trace.path, decision.trace.elapsed_ms / 1000.0)
+    decision = rt.service.answer(endpoint, req, deadline)
     if log.isEnabledFor(logging.INFO):  # the line costs ~3 us to build: not when nobody reads it
         log.info("%s endpoint=%s", decision.trace.log_line(req.caller or req.caller_raw), endpoint)
     return decision
@@ -122,7 +117,7 @@ def _plain_answer(endpoint: str) -> Response:
 
 
 def connect() -> Response:
-    """The Connect applet's Dynamic URL: the same decision as JSON (exotel.md §5)."""
+    """The Connect applet's Dynamic URL: the same decision as JSON (docs/exotel.md §5)."""
     decision = _decide("connect")
     numbers = decision.plan.numbers
     if not numbers:
@@ -135,7 +130,7 @@ def connect() -> Response:
 
 
 def passthru() -> Response:
-    """Passthru applet after Connect: remember who talked to the caller (exotel.md §6).
+    """Passthru applet after Connect: remember who talked to the caller (docs/exotel.md §6).
 
     Answers 200 whatever it learnt, so a sync-mode Passthru always takes its 200 branch.
     """
@@ -182,27 +177,11 @@ def healthz() -> Response:
 
 def readyz() -> Response:
     """Ready once config is loaded and connectors are built; detail shows breakers and caches."""
-    rt = _runtime()
-    health = rt.service.health()
-    breakers = health.pop("connectors")
-    detail = {
-        "status": "ready",
-        "config": rt.settings.source,
-        "connectors": [{"id": c.id, "type": c.type_name, "breaker": breakers.get(c.id)} for c in rt.connectors],
-        **health,
-    }
-    return Response(json.dumps(detail, indent=1), mimetype="application/json")
+    return Response(json.dumps(_runtime().service.readiness(), indent=1), mimetype="application/json")
 
 
 def metrics() -> Response:
-    rt = _runtime()
-    for cid, breaker in rt.service.breakers.items():
-        rt.service.metrics.breaker_open.labels(cid).set(0 if breaker.state == "closed" else 1)
-    for c in rt.connectors:
-        remaining = getattr(c, "rate_limit_remaining", None)
-        if remaining is not None:
-            rt.service.metrics.rate_limit_remaining.labels(c.id).set(remaining)
-    return Response(rt.service.metrics.render(), mimetype="text/plain; version=0.0.4")
+    return Response(_runtime().service.scrape(), mimetype="text/plain; version=0.0.4")
 
 
 #: (rule, view, methods): what Exotel calls, then what operators call

@@ -161,14 +161,24 @@ def run_gunicorn(config: str | None, *, host: str, port: int, workers: int, thre
 
 
 def cmd_lookup(args) -> int:
-    from dialwhom.integrations.runtime import build_runtime
+    from dialwhom.integrations.runtime import build_runtime, load_settings
     from dialwhom.routing.request import parse_request
 
     if not (args.number or args.custom_field or args.digits):
         print("dialwhom lookup: give a NUMBER, --custom-field or --digits", file=sys.stderr)
         return 2
     _quiet_logs()
-    rt = build_runtime(args.config)
+    settings = load_settings(args.config)
+    clock = None
+    if args.at:  # the plan at another moment: the service reads this clock
+        from dialwhom.routing.availability import FixedClock, parse_at
+
+        try:
+            clock = FixedClock(parse_at(args.at, settings.timezone))
+        except ValueError as exc:
+            print(f"dialwhom lookup: --at {exc}", file=sys.stderr)
+            return 2
+    rt = build_runtime(settings, clock=clock)
     try:
         params = {"CallFrom": args.number or "", "CustomField": args.custom_field or "", "To": args.to or ""}
         if args.digits:
@@ -177,14 +187,6 @@ def cmd_lookup(args) -> int:
         if args.number and req.caller is None:
             print(f"dialwhom lookup: '{args.number}' is not a phone number (region {rt.settings.default_region})", file=sys.stderr)
             return 2
-        if args.at:
-            from dialwhom.routing.availability import FixedClock, parse_at
-
-            try:
-                rt.service.clock = FixedClock(parse_at(args.at, rt.settings.timezone))
-            except ValueError as exc:
-                print(f"dialwhom lookup: --at {exc}", file=sys.stderr)
-                return 2
         decision = rt.service.decide(req, Deadline.from_ms(rt.settings.budget_ms))
     finally:
         rt.close()

@@ -16,8 +16,9 @@ from dialwhom.routing.errors import (
     ConnectorUnavailable,
     RateLimited,
 )
+from dialwhom.integrations.ratelimit import RateLimiter
 from dialwhom.integrations.http import MIN_ATTEMPT_S, HttpClient, Response, TokenProvider, retry_after_seconds
-from dialwhom.integrations.schema import Field, Secret
+from dialwhom.routing.schema import Field, Secret
 from dialwhom.integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.model import Match, Owner, Query, Record
@@ -30,5 +31,5 @@ __all__ = [
     "AuthError", "BadResponse", "ConfigError",
     "HttpClient", "Response", "TokenProvider", "CachedToken", "TTLMemo",
     "Candidate", "pick_record", "KeySearch", "as_utc", "retry_after_seconds", "MIN_ATTEMPT_S",
-    "digits_only", "same_number", "to_e164", "variants", "mask",
+    "RateLimiter", "digits_only", "same_number", "to_e164", "variants", "mask",
 ]

@@ -58,7 +58,7 @@ from dialwhom.routing.errors import (
     ConnectorUnavailable,
     RateLimited,
 )
-from dialwhom.integrations.schema import Field, Secret, validate_options
+from dialwhom.routing.schema import Field, Secret, validate_options
 from dialwhom.routing.config import FRAMEWORK_CONNECTOR_KEYS
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.model import Match, Owner, Query, Record

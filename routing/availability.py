@@ -14,37 +14,19 @@ from __future__ import annotations
 
 import bisect
 import re
-import time
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dialwhom.routing.config_error import ConfigError
+from dialwhom.routing.schema import Field, validate_options
 
-# -- the clock -----------------------------------------------------------------------------------
-
-
-class Clock(Protocol):
-    """Where the service reads the time (one object; tests and `lookup --at` inject their own)."""
-
-    def now(self) -> datetime: ...  # aware
-
-    def monotonic(self) -> float: ...
-
-
-class SystemClock:
-    """The real time."""
-
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
+# -- a stopped clock ------------------------------------------------------------------------------
 
 
 class FixedClock:
-    """A clock stopped at one moment (`dialwhom lookup --at`); `advance` moves it (tests)."""
+    """A `dialwhom.routing.ports.Clock` stopped at one moment (`dialwhom lookup --at`); `advance` moves it (tests)."""
 
     def __init__(self, at: datetime):
         if at.tzinfo is None:
@@ -63,33 +45,43 @@ class FixedClock:
         self._mono += seconds
 
 
-# -- config: the keys, as a table ----------------------------------------------------------------
+# -- config: the keys, declared once (README "Configuration" documents each) --------------------
 
-#: (key, type, default, help) of the top-level keys this module reads
-TOP_KEYS = (
-    ("timezone", "IANA zone", "UTC", "zone for schedules, holidays and leave"),
-    ("schedules", "name -> {days: windows}", {}, "named weekly hours; a day not listed is closed"),
-    ("holidays", "list of YYYY-MM-DD", [], "every schedule is closed on these dates"),
-    ("busy_ttl_s", "seconds", 1800, "an agent marked busy without a later free is free again after this"),
+
+def _zone_name(value: Any, key: str) -> str | None:
+    if value is None:
+        return None
+    _zone(key, value)
+    return value
+
+
+def _passed(value: Any, key: str) -> Any:
+    return value  # checked by `parse`, which needs the other sections (schedules, reps)
+
+
+#: top-level keys (`dialwhom.routing.config.TOP_LEVEL` includes them)
+TOP = (
+    Field("timezone", default="UTC", parse=_zone_name, help="IANA zone for schedules, holidays and leave"),
+    Field("schedules", default={}, parse=lambda v, k: _schedules(v, k), help="named weekly hours; a day not listed is closed"),
+    Field("holidays", default=[], parse=lambda v, k: _holidays(v, k), help="YYYY-MM-DD dates every schedule is closed on"),
+    Field("busy_ttl_s", float, default=1800.0, min=10, max=86400, help="a busy agent with no later free is free after this"),
 )
-#: (key, type, default, help) per entry of `reps`
-REP_KEYS = (
-    ("hours", "schedule name", None, "default: the team's hours; absent everywhere: always"),
-    ("timezone", "IANA zone", None, "overrides the top-level zone for this rep"),
-    ("away", "list of {from, to, delegate}", [], "leave; dates inclusive, or ISO date-times"),
+#: keys of each entry of `reps` (`config.REP` includes them)
+REP = (
+    Field("hours", parse=_passed, help="a schedule name; default: the team's hours; absent everywhere: always"),
+    Field("timezone", parse=_zone_name, help="an IANA zone overriding the top-level one for this rep"),
+    Field("away", default=[], parse=_passed, help="leave: [{from, to, delegate}], dates inclusive or ISO date-times"),
 )
-#: (key, type, default, help) per team under `teams`
-TEAM_KEYS = (
-    ("hours", "schedule name", None, "for the team's backups, and the default for its reps"),
-    ("stickiness", "loose | strict", "loose", "strict: owner (or delegate) only, then fallback"),
-    ("order", "in-order | round-robin | longest-idle", "in-order", "the order of the backups"),
-    ("ring_timeout_s", "seconds", None, "JSON mode: max_ringing_duration of each attempt"),
-    ("parallel", "2..10", None, "JSON mode: ring this many numbers at once (parallel_ringing)"),
-)
-REP_FIELDS = frozenset(k for k, *_ in REP_KEYS)
-TEAM_FIELDS = frozenset(k for k, *_ in TEAM_KEYS)
 STICKINESS = ("loose", "strict")
 ORDERS = ("in-order", "round-robin", "longest-idle")
+#: keys of each team under `teams` (`config.TEAM` includes them)
+TEAM = (
+    Field("hours", parse=_passed, help="a schedule name: for the team's backups, and the default for its reps"),
+    Field("stickiness", str, default="loose", choices=STICKINESS, help="strict: owner (or delegate) only, then fallback"),
+    Field("order", str, default="in-order", choices=ORDERS, help="the order of the backups"),
+    Field("ring_timeout_s", int, min=5, max=600, help="JSON mode: max_ringing_duration of each attempt"),
+    Field("parallel", int, min=2, max=10, help="JSON mode: ring this many numbers at once (parallel_ringing)"),
+)
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
@@ -140,19 +132,14 @@ class Leave:
     until: str  # as written, for people: "2027-01-02"
 
 
-def parse(raw: Callable[[str, Any], Any], reps_raw: list, teams_raw: Mapping, reps: list, teams: dict) -> tuple[dict[str, Any], list, dict]:
-    """Read the availability keys: (Settings fields, reps with their hours/zone/leave, teams as `Team`).
+def parse(top: Mapping[str, Any], reps: list, teams: dict) -> tuple[dict[str, Any], list, dict]:
+    """The availability part of the config: (Settings fields, reps with hours/zone/leave, teams as `Team`).
 
-    `raw(key, default)` reads a top-level key (and marks it used); `reps_raw`/`teams_raw` are the
-    config's entries, `reps`/`teams` what `config.from_mapping` made of them.
+    `top` is the validated top level (its `reps` and `teams` still the raw entries); `reps` and
+    `teams` are what `config.from_mapping` made of those entries.
     """
-    zone_name = raw("timezone", "UTC")
-    zone = _zone("timezone", zone_name)
-    schedules = _schedules(raw("schedules", {}))
-    holidays = _holidays(raw("holidays", []))
-    ttl = raw("busy_ttl_s", 1800)
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 10 <= ttl <= 86400:
-        raise ConfigError("busy_ttl_s", f"expected seconds between 10 and 86400, got {ttl!r}")
+    schedules = top["schedules"]
+    zone = _zone("timezone", top["timezone"])
 
     def hours(key: str, value: Any) -> str | None:
         if value is None:
@@ -164,33 +151,27 @@ def parse(raw: Callable[[str, Any], Any], reps_raw: list, teams_raw: Mapping, re
 
     new_teams: dict[str, Team] = {}
     for name, numbers in teams.items():
-        body = teams_raw.get(name) or {}
         key = f"teams.{name}"
-        stick = body.get("stickiness", "loose")
-        if stick not in STICKINESS:
-            raise ConfigError(f"{key}.stickiness", f"{stick!r} is not one of {', '.join(STICKINESS)}")
-        order = body.get("order", "in-order")
-        if order not in ORDERS:
-            raise ConfigError(f"{key}.order", f"{order!r} is not one of {', '.join(ORDERS)}")
-        new_teams[name] = Team(
-            numbers, hours=hours(f"{key}.hours", body.get("hours")), stickiness=stick, order=order,
-            ring_timeout_s=_whole(f"{key}.ring_timeout_s", body.get("ring_timeout_s"), 5, 600),
-            parallel=_whole(f"{key}.parallel", body.get("parallel"), 2, 10),
-        )
+        body = top["teams"].get(name) or {}
+        t = validate_options(TEAM, {k: v for k, v in body.items() if k in _NAMES[id(TEAM)]}, key, what="a team")
+        new_teams[name] = Team(numbers, hours=hours(f"{key}.hours", t["hours"]), stickiness=t["stickiness"], order=t["order"],
+                               ring_timeout_s=t["ring_timeout_s"], parallel=t["parallel"])
 
     owners = {o.lower() for r in reps for o in r.owners}
     new_reps = []
-    for i, (rep, body) in enumerate(zip(reps, reps_raw, strict=True)):
+    for i, (rep, body) in enumerate(zip(reps, top["reps"], strict=True)):
         key = f"reps[{i}]"
-        tz_name = body.get("timezone")
-        rep_zone = _zone(f"{key}.timezone", tz_name) if tz_name is not None else zone
-        away = body.get("away") or []
-        if not isinstance(away, list):
+        r = validate_options(REP, {k: v for k, v in body.items() if k in _NAMES[id(REP)]}, key, what="a rep")
+        rep_zone = _zone(f"{key}.timezone", r["timezone"]) if r["timezone"] is not None else zone
+        if not isinstance(r["away"], list):
             raise ConfigError(f"{key}.away", "expected a list of {from: YYYY-MM-DD, to: YYYY-MM-DD, delegate: <rep owner>}")
-        leaves = tuple(_leave(f"{key}.away[{j}]", item, rep_zone, owners, rep.owners) for j, item in enumerate(away))
-        new_reps.append(replace(rep, hours=hours(f"{key}.hours", body.get("hours")), timezone=tz_name, away=leaves))
-    fields = {"timezone": zone_name, "schedules": schedules, "holidays": holidays, "busy_ttl_s": float(ttl)}
+        leaves = tuple(_leave(f"{key}.away[{j}]", item, rep_zone, owners, rep.owners) for j, item in enumerate(r["away"]))
+        new_reps.append(replace(rep, hours=hours(f"{key}.hours", r["hours"]), timezone=r["timezone"], away=leaves))
+    fields = {"timezone": top["timezone"], "schedules": schedules, "holidays": top["holidays"], "busy_ttl_s": top["busy_ttl_s"]}
     return fields, new_reps, new_teams
+
+
+_NAMES = {id(schema): frozenset(f.name for f in schema) for schema in (REP, TEAM)}
 
 
 def _zone(key: str, name: Any) -> ZoneInfo:
@@ -202,25 +183,17 @@ def _zone(key: str, name: Any) -> ZoneInfo:
         raise ConfigError(key, f"{name!r} is not a time zone; use an IANA name such as Asia/Kolkata, Asia/Dubai or UTC") from None
 
 
-def _whole(key: str, value: Any, lo: int, hi: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(key, f"expected a whole number from {lo} to {hi}, got {value!r}")
-    return value
-
-
-def _schedules(value: Any) -> dict[str, Schedule]:
+def _schedules(value: Any, key: str = "schedules") -> dict[str, Schedule]:
     if not isinstance(value, Mapping):
-        raise ConfigError("schedules", 'expected a mapping of names to weekly hours, e.g. office: {mon-fri: "09:30-18:30"}')
+        raise ConfigError(key, 'expected a mapping of names to weekly hours, e.g. office: {mon-fri: "09:30-18:30"}')
     out = {}
     for name, days in value.items():
-        key = f"schedules.{name}"
+        skey = f"{key}.{name}"
         if not isinstance(days, Mapping) or not days:
-            raise ConfigError(key, 'expected days and windows, e.g. {mon-fri: "09:30-18:30", sat: "10:00-14:00"}')
+            raise ConfigError(skey, 'expected days and windows, e.g. {mon-fri: "09:30-18:30", sat: "10:00-14:00"}')
         intervals: list[tuple[int, int]] = []
         for day_spec, windows in days.items():
-            dkey = f"{key}.{day_spec}"
+            dkey = f"{skey}.{day_spec}"
             for day in _days(dkey, str(day_spec)):
                 for start, end in _windows(dkey, windows):
                     s, e = day * 1440 + start, day * 1440 + end
@@ -267,9 +240,9 @@ def _windows(key: str, value: Any) -> list[tuple[int, int]]:
     return out
 
 
-def _holidays(value: Any) -> frozenset[date]:
+def _holidays(value: Any, key: str = "holidays") -> frozenset[date]:
     if not isinstance(value, list):
-        raise ConfigError("holidays", 'expected a list of dates, e.g. ["2026-12-25", "2027-01-26"]')
+        raise ConfigError(key, 'expected a list of dates, e.g. ["2026-12-25", "2027-01-26"]')
     out = set()
     for i, item in enumerate(value):
         if isinstance(item, date) and not isinstance(item, datetime):  # YAML reads bare dates itself
@@ -278,7 +251,7 @@ def _holidays(value: Any) -> frozenset[date]:
         try:
             out.add(date.fromisoformat(str(item)))
         except ValueError:
-            raise ConfigError(f"holidays[{i}]", f"{item!r} is not a date; write YYYY-MM-DD") from None
+            raise ConfigError(f"{key}[{i}]", f"{item!r} is not a date; write YYYY-MM-DD") from None
     return frozenset(out)
 
 

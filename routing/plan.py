@@ -74,10 +74,6 @@ class Plan:
         """See `pack_plan`."""
         return (tuple((s.number, s.why) for s in self.steps), self.owner_known, self.team, tuple(self.notes), self.skips, self.owner)
 
-    def summary(self) -> str:
-        """The plan for logs: reasons with masked numbers."""
-        return " ".join(f"{s.why}={mask(s.number)}" for s in self.steps) or "empty"
-
 
 def pack_plan(plan: Plan) -> tuple:
     """The plan as plain tuples and strings, which the garbage collector does not track.
@@ -229,12 +225,6 @@ def arrange(settings: Settings, base: Plan, moment: Moment | None = None) -> Pla
         notes += ("nobody in the plan can take the call now and there is no fallback; ringing them anyway",)
     # an owner with two phones is skipped twice for one reason: say it once
     return Plan(tuple(steps[: settings.max_numbers]), base.owner_known, team, notes, tuple(dict.fromkeys(skips)), owner if base.owner_known else "")
-
-
-def fallback_plan(settings: Settings, line: str | None = None) -> Plan:
-    """The answer from config alone: the line's team, then fallback. Never calls a CRM, and
-    reads neither the clock nor the busy ledger: it must answer when anything else is broken."""
-    return build_plan(settings, None, line)
 
 
 def _known_team(settings: Settings, name: str | None) -> str | None:

@@ -1,6 +1,6 @@
 """A misbehaving CRM-shaped HTTP server for tests and benchmarks (issue #3, "never keep the caller waiting").
 
-It serves the ``http`` connector's JSON (interface.md) for a phone -> owner dataset, on real sockets
+It serves the ``http`` connector's JSON (README, "Connectors") for a phone -> owner dataset, on real sockets
 (127.0.0.1, port 0, one thread per connection), and misbehaves on demand. The mode can be switched
 at runtime: ``srv.mode = "hang"`` in process, ``POST /_mode?mode=hang`` from outside.
 

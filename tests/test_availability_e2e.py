@@ -28,8 +28,7 @@ def app(tmp_path):
     reps[0]["away"] = [{"from": "2026-12-24", "to": "2026-12-26", "delegate": "ravi@example.com"}]
     teams = config()["teams"]
     teams["north"].update(ring_timeout_s=20, parallel=2)
-    a = create_app(app_config(tmp_path, reps=reps, teams=teams))
-    a.extensions["dialwhom"].service.clock = FixedClock(ist("2026-12-01 10:41"))
+    a = create_app(app_config(tmp_path, reps=reps, teams=teams), clock=FixedClock(ist("2026-12-01 10:41")))
     yield a
     a.extensions["dialwhom"].close()
 
@@ -82,7 +81,7 @@ def test_connect_json_carries_the_teams_options(app):
 
 
 def test_the_app_reads_the_injected_clock(app):
-    app.extensions["dialwhom"].service.clock = FixedClock(ist("2026-12-24 11:00"))
+    app.extensions["dialwhom"].service.clock.advance(23 * 86400)  # 2026-12-24 10:41
     r = dial(app.test_client(), "leave-1")
     assert r.get_data(as_text=True) == f"{RAVI},{VIKRAM},{NORTH3},{FALLBACK}"
     assert "skipped=owner away until 2026-12-26, delegate Ravi" in r.headers[TRACE_HEADER]

@@ -1,7 +1,7 @@
 """A local fake of the HubSpot API for end-to-end tests: real HTTP on 127.0.0.1, any port.
 
 Serves, from an in-memory dataset, the endpoints the `hubspot` connector uses, with the payload
-shapes HubSpot documents (see /work/shared/docs/crm/hubspot-salesforce-zoho.md, section 1):
+shapes HubSpot documents (see the vendor documentation cited in docs/crm/):
 
 - ``POST /crm/v3/objects/{contacts|companies}/search``: filterGroups (OR) of filters (AND) with
   EQ, NEQ, IN, NOT_IN, HAS_PROPERTY, NOT_HAS_PROPERTY, CONTAINS_TOKEN; HubSpot's limits
@@ -31,9 +31,7 @@ import argparse
 import copy
 import fnmatch
 import json
-import sys
 import time
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import phonenumbers

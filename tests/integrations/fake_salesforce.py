@@ -44,7 +44,6 @@ import secrets
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 import fake_crm  # noqa: E402

@@ -1,7 +1,7 @@
 """A local fake of Zoho's accounts server and CRM API for end-to-end tests: real HTTP on 127.0.0.1.
 
 Serves, from an in-memory dataset, what the `zoho` connector uses, with the payload shapes of
-Zoho's docs (see /work/shared/docs/crm/hubspot-salesforce-zoho.md, section 3):
+Zoho's docs (see the vendor documentation cited in docs/crm/):
 
 - ``POST /oauth/v2/token``: refresh_token grant, parameters in the form body or the query
   string (Zoho accepts both). Answers ``{access_token, api_domain, token_type, expires_in,
@@ -37,10 +37,8 @@ import copy
 import fnmatch
 import re
 import secrets
-import sys
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from fake_crm import FakeCrmServer, RecordedRequest, Response  # noqa: E402

@@ -1,7 +1,7 @@
 """The `hubspot` connector: requests made, answers understood, failures translated.
 
 Unit tests mock HubSpot with `responses` (payload shapes from HubSpot's docs, see
-/work/shared/docs/crm/hubspot-salesforce-zoho.md §1); the end-to-end tests run the Flask app
+the vendor documentation cited in docs/crm/); the end-to-end tests run the Flask app
 against `fake_hubspot`, a real local HTTP server.
 """
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import sys
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -29,7 +27,7 @@ from dialwhom.routing.errors import (  # noqa: E402
 )
 from dialwhom.integrations.connectors.hubspot import HubSpotConnector  # noqa: E402
 from dialwhom.integrations.registry import build_connectors, registry_from_classes  # noqa: E402
-from dialwhom.integrations.schema import validate_options  # noqa: E402
+from dialwhom.routing.schema import validate_options  # noqa: E402
 from dialwhom.routing.config import from_mapping  # noqa: E402
 from dialwhom.routing.deadline import Deadline  # noqa: E402
 from dialwhom.routing.model import Owner, Query, Record  # noqa: E402

@@ -1,7 +1,7 @@
 """The `salesforce` connector: requests made, answers understood, failures translated.
 
 Unit tests mock Salesforce with `responses` (payload shapes from Salesforce's REST docs, see
-/work/shared/docs/crm/hubspot-salesforce-zoho.md §2); the end-to-end tests run the Flask app
+the vendor documentation cited in docs/crm/); the end-to-end tests run the Flask app
 against `fake_salesforce`, a real local HTTP server.
 """
 
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import threading
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -25,7 +23,7 @@ from dialwhom.integrations.base import ConnectorContext  # noqa: E402
 from dialwhom.routing.errors import AuthError, BadResponse, ConfigError, RateLimited  # noqa: E402
 from dialwhom.integrations.registry import registry_from_classes  # noqa: E402
 from dialwhom.integrations.connectors.salesforce import SalesforceConnector, build_sosl, search_terms, soql_literal  # noqa: E402
-from dialwhom.integrations.schema import validate_options  # noqa: E402
+from dialwhom.routing.schema import validate_options  # noqa: E402
 from dialwhom.routing.deadline import Deadline  # noqa: E402
 from dialwhom.routing.model import Query  # noqa: E402
 

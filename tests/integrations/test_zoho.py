@@ -1,6 +1,6 @@
 """The `zoho` connector: exact Zoho calls (mocked with `responses`), then end to end.
 
-Payload shapes follow /work/shared/docs/crm/hubspot-salesforce-zoho.md section 3 and Zoho's
+Payload shapes follow the vendor documentation cited in docs/crm/ and Zoho's
 docs: token answer ``{access_token, api_domain, token_type, expires_in}``, search answer
 ``{data: [...], info: {...}}`` or 204, error body ``{code, details, message, status}``.
 """
@@ -8,9 +8,6 @@ docs: token answer ``{access_token, api_domain, token_type, expires_in}``, searc
 from __future__ import annotations
 
 import re
-import sys
-import time
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -29,7 +26,7 @@ from dialwhom.routing.errors import (  # noqa: E402
     RateLimited,
 )
 from dialwhom.integrations.registry import registry_from_classes  # noqa: E402
-from dialwhom.integrations.schema import validate_options  # noqa: E402
+from dialwhom.routing.schema import validate_options  # noqa: E402
 from dialwhom.testing import NOT_FOUND_PHONE, ConnectorContract  # noqa: E402
 from dialwhom.integrations.connectors.zoho import DATA_CENTRES, ZohoConnector, _expires_in  # noqa: E402
 from dialwhom.routing.config_error import ConfigError  # noqa: E402

@@ -292,7 +292,9 @@ def _bad(**changes):
     (_bad(teams={"north": {"stickiness": "sticky"}, "east": {}, "nightshift": {}}), "teams.north.stickiness", "loose, strict"),
     (_bad(teams={"north": {"order": "random"}, "east": {}, "nightshift": {}}), "teams.north.order", "in-order, round-robin, longest-idle"),
     (_bad(teams={"north": {"parallel": 50}, "east": {}, "nightshift": {}}), "teams.north.parallel", "2 to 10"),
-    (_bad(busy_ttl_s="long"), "busy_ttl_s", "seconds between 10 and 86400"),
+    (_bad(busy_ttl_s="long"), "busy_ttl_s", "expected a number"),
+    (_bad(busy_ttl_s=5), "busy_ttl_s", "use 10 to 86400"),
+    (_bad(reps=owner_only(hour="office")), "reps[0].hour", "did you mean 'hours'?"),
 ])
 def test_bad_input_is_a_startup_error_naming_the_key_and_the_valid_form(changes, key, words):
     with pytest.raises(ConfigError) as err:
