@@ -100,7 +100,9 @@ class Connector:
     def check(self, *, deadline: Deadline) -> str:
         """Prove the connector can reach its store (auth included); return a short note.
 
-        The default says nothing was checked; connectors with credentials override it.
+        Raise a connector error when the check fails. Start the note with ``"warn: "`` when
+        it ran only in part or found a gap (a field it cannot read): `dialwhom check` prints
+        it as a warning. The default says nothing was checked; connectors override it.
         """
         return "no connectivity check for this connector type"
 
