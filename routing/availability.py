@@ -153,7 +153,7 @@ def parse(top: Mapping[str, Any], reps: list, teams: dict) -> tuple[dict[str, An
     for name, numbers in teams.items():
         key = f"teams.{name}"
         body = top["teams"].get(name) or {}
-        t = validate_options(TEAM, {k: v for k, v in body.items() if k in _NAMES[id(TEAM)]}, key, what="a team")
+        t = validate_options(TEAM, _own(TEAM, body), key, what="a team")
         new_teams[name] = Team(numbers, hours=hours(f"{key}.hours", t["hours"]), stickiness=t["stickiness"], order=t["order"],
                                ring_timeout_s=t["ring_timeout_s"], parallel=t["parallel"])
 
@@ -161,7 +161,7 @@ def parse(top: Mapping[str, Any], reps: list, teams: dict) -> tuple[dict[str, An
     new_reps = []
     for i, (rep, body) in enumerate(zip(reps, top["reps"], strict=True)):
         key = f"reps[{i}]"
-        r = validate_options(REP, {k: v for k, v in body.items() if k in _NAMES[id(REP)]}, key, what="a rep")
+        r = validate_options(REP, _own(REP, body), key, what="a rep")
         rep_zone = _zone(f"{key}.timezone", r["timezone"]) if r["timezone"] is not None else zone
         if not isinstance(r["away"], list):
             raise ConfigError(f"{key}.away", "expected a list of {from: YYYY-MM-DD, to: YYYY-MM-DD, delegate: <rep owner>}")
@@ -171,7 +171,10 @@ def parse(top: Mapping[str, Any], reps: list, teams: dict) -> tuple[dict[str, An
     return fields, new_reps, new_teams
 
 
-_NAMES = {id(schema): frozenset(f.name for f in schema) for schema in (REP, TEAM)}
+def _own(schema: tuple[Field, ...], body: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of an entry this module declares (config.py has checked the entry as a whole)."""
+    names = {f.name for f in schema}
+    return {k: v for k, v in body.items() if k in names}
 
 
 def _zone(key: str, name: Any) -> ZoneInfo:
