@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -113,3 +115,46 @@ def test_lookup_at_gives_the_plan_at_that_moment(config_file, capsys):
 def test_lookup_at_with_a_bad_moment_is_a_usage_error(config_file, capsys):
     assert main(["lookup", CALLER, "--config", config_file, "--at", "next tuesday"]) == 2
     assert "YYYY-MM-DD HH:MM" in capsys.readouterr().err
+
+
+# -- the README's samples are what the code prints -----------------------------------------------
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+SAMPLE = """
+timezone: Asia/Kolkata
+schedules:
+  office: {mon-fri: "09:30-18:30", sat: "10:00-14:00"}
+  late: {mon-sat: "12:00-21:00"}
+holidays: ["2026-12-25"]
+connectors: [{id: accounts, type: directory, path: accounts.csv}]
+reps:
+  - {owner: asha@example.com, phone: "+919800000001", team: north,
+     away: [{from: "2026-12-20", to: "2027-01-02", delegate: ravi@example.com}]}
+  - {owner: ravi@example.com, name: Ravi, phone: "+919800000004", team: north, hours: late}
+  - {owner: vikram@example.com, phone: "+919800000002", team: north, timezone: Asia/Dubai}
+teams:
+  north: {backup: ["+919800000002", "+919800000003"], hours: office}
+fallback: ["+918000000000"]
+"""
+_MS = re.compile(r"\d+(\.\d+)? ?ms")
+
+
+def test_the_readme_samples_are_what_the_code_prints(tmp_path, capsys):
+    (tmp_path / "accounts.csv").write_text("account_id,account_name,phones,owner\nA-1001,Acme Traders,09876543210,asha@example.com\n")
+    (tmp_path / "dialwhom.yaml").write_text(SAMPLE)
+    assert main(["lookup", CALLER, "--config", str(tmp_path / "dialwhom.yaml"), "--at", "2026-12-24 19:30", "--explain"]) == 0
+    printed = capsys.readouterr().out.strip()
+    sample = README.split('--at "2026-12-24 19:30" --explain', 1)[1].split("```", 2)[1]
+    assert [_MS.sub("N ms", ln.strip()) for ln in printed.splitlines()] == [_MS.sub("N ms", ln.strip()) for ln in sample.strip().splitlines()]
+
+    clock = FixedClock(ist("2027-01-04 10:41"))
+    app = create_app(str(tmp_path / "dialwhom.yaml"), clock=clock)
+    try:
+        c = app.test_client()
+        c.get("/exotel/dial-whom", query_string={"CallSid": "r1", "From": CALLER})
+        c.get("/exotel/agent-event", query_string={"CallSid": "r1", "DialWhomNumber": "09800000001", "Status": "busy"})
+        clock.advance(540)
+        header = c.get("/exotel/dial-whom", query_string={"CallSid": "r2", "From": CALLER}).headers[TRACE_HEADER]
+    finally:
+        app.extensions["dialwhom"].close()
+    assert _MS.sub("N ms", header) in _MS.sub("N ms", " ".join(README.split())), header
