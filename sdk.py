@@ -16,6 +16,7 @@ from dialwhom.routing.errors import (
     ConnectorUnavailable,
     RateLimited,
 )
+from dialwhom.integrations.oauth import OAuthClient, SharedToken, TokenGrant, TokenRegistry
 from dialwhom.integrations.ratelimit import RateLimiter
 from dialwhom.integrations.http import MIN_ATTEMPT_S, HttpClient, Response, TokenProvider, retry_after_seconds
 from dialwhom.routing.config import FRAMEWORK_CONNECTOR_KEYS
@@ -33,4 +34,5 @@ __all__ = [
     "HttpClient", "Response", "TokenProvider", "CachedToken", "TTLMemo",
     "Candidate", "pick_record", "KeySearch", "as_utc", "retry_after_seconds", "MIN_ATTEMPT_S",
     "RateLimiter", "digits_only", "same_number", "to_e164", "variants", "mask",
+    "OAuthClient", "SharedToken", "TokenGrant", "TokenRegistry",
 ]

@@ -81,3 +81,27 @@ def fault_server_factory():
     yield make
     for srv in started:
         srv.stop()
+
+
+# --- the real Redis on this machine (shared token and rate-limit tests) ------------------------
+
+
+@pytest.fixture
+def redis_client():
+    """``(client, prefix)``: Redis at 127.0.0.1:6379 and a key prefix of this test's own, whose keys
+    are deleted afterwards; the test is skipped when no Redis answers."""
+    import secrets
+
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        client.close()
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    prefix = f"dialwhom-test-{secrets.token_hex(4)}:"
+    yield client, prefix
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()

@@ -133,6 +133,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse can be observed
+    disable_nagle_algorithm = True  # no delayed-ACK stall between the header and body writes
     server: _Server
 
     # -- plumbing ----------------------------------------------------------------------------
