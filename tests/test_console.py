@@ -313,3 +313,54 @@ def test_the_console_follows_the_runtime_it_finds_per_request(make_app):
     finally:
         app.extensions["dialwhom"].close()
         app.extensions["dialwhom"] = old
+
+
+# -- with availability (routing/availability.py): Now shows it, Try a number takes a moment ------
+
+
+def avail_config():
+    cfg = config(timezone="Asia/Kolkata", schedules={"office": {"mon-fri": "09:30-18:30"}})
+    cfg["teams"]["north"]["hours"] = "office"
+    cfg["reps"][0]["away"] = [{"from": "2026-11-20", "to": "2026-12-05"}]
+    return cfg
+
+
+def availability_now(client) -> dict[str, str]:
+    return {p["phones"][0]: p["availability"] for p in client.get("/console/api/now").get_json()["people"]}
+
+
+def test_now_shows_each_agents_availability(make_app, clock):
+    app = make_app(avail_config(), clock=clock)  # the fake clock: Tue 2026-12-01 15:30 in Kolkata
+    client = app.test_client()
+    sign_in(client)
+    now = availability_now(client)
+    assert now[mask(ASHA)] == "away until 2026-12-05"
+    assert now[mask(NORTH3)] == "in hours"
+    app.extensions["dialwhom"].service.ledger.mark_busy(NORTH3, clock.now().timestamp())
+    assert availability_now(client)[mask(NORTH3)] == "busy since 15:30"
+    clock.advance(60)
+    assert availability_now(client)[mask(NORTH3)] == "busy since 15:30"
+    clock.advance(6 * 3600)  # 21:31 in Kolkata; the busy mark has lapsed (busy_ttl_s)
+    assert availability_now(client)[mask(NORTH3)] == "outside hours 'office'"
+
+
+def test_try_a_number_at_a_moment_is_lookup_at(make_app, capsys, tmp_path):
+    import yaml
+
+    from dialwhom.cli import main
+
+    client = make_app(avail_config()).test_client()
+    sign_in(client)
+    at = "2026-12-10 11:00"  # a Thursday in office hours, Asha back from leave
+    page = client.post("/console/try", data={"csrf": csrf(client), "number": ASHA_CUSTOMER, "at": at}).get_data(as_text=True)
+    shown = re.search(r'<pre class="card explain" id="explain">(.*?)</pre>', page, re.S).group(1).replace("&gt;", ">").replace("&#39;", "'")
+    (tmp_path / "dialwhom.yaml").write_text(yaml.safe_dump(avail_config()))
+    assert main(["lookup", ASHA_CUSTOMER, "--explain", "--at", at, "--config", str(tmp_path / "dialwhom.yaml")]) == 0
+    cli = re.sub(r"\+\d{8,15}", lambda m: mask(m.group()), capsys.readouterr().out)
+    untimed = lambda text: [re.sub(r"\d+(\.\d+)? ms", "N ms", line) for line in text.strip().splitlines()]  # noqa: E731
+    assert untimed(shown) == untimed(cli)
+    assert shown.startswith(f"1. {mask(ASHA)}  (owner)")
+    at_night = client.post("/console/try", data={"csrf": csrf(client), "number": ASHA_CUSTOMER, "at": "2026-12-10 23:00"}).get_data(as_text=True)
+    assert "outside hours" in at_night and f"1. {mask(ASHA)}  (owner)" not in at_night
+    bad = client.post("/console/try", data={"csrf": csrf(client), "number": ASHA_CUSTOMER, "at": "tomorrow-ish"}).get_data(as_text=True)
+    assert 'id="try-error"' in bad
