@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -310,7 +311,7 @@ def state(rt: Runtime) -> dict:
         })
     known_keys = {"status", "config", "connectors", "cached_lookups", "remembered_calls", "last_agents", "shared_state", "lookups_in_flight"}
     return {
-        "at": at.isoformat(timespec="seconds"),
+        "at": _local(at, s).isoformat(timespec="minutes"),
         "people": people,
         "teams": teams,
         "connectors": connectors,
@@ -322,6 +323,12 @@ def state(rt: Runtime) -> dict:
         # whatever else /readyz reports (newer keys), shown as they are
         "more": {k: v for k, v in ready.items() if k not in known_keys},
     }
+
+
+def _local(at: datetime, settings: Any) -> datetime:
+    """`at` in the config's timezone (the one schedules are read in), when it has one."""
+    zone = getattr(settings, "timezone", None)
+    return at.astimezone(ZoneInfo(zone)) if zone else at
 
 
 def _last_reload() -> Any:
@@ -344,7 +351,10 @@ def _availability(rt: Runtime, number: str, team: str | None, ts: float) -> str:
     if why is not None:
         text = why.text + (f"; delegate {why.delegate}" if why.delegate else "")
         return text + (f"; {busy_text}" if busy_text else "")
-    return busy_text or ("in hours" if rules.enabled else "available (no hours or leave configured)")
+    if busy_text:
+        return busy_text
+    schedule = getattr(rules._rules(number, team), "schedule", None) if rules.enabled else None
+    return f"in hours '{schedule.name}'" if schedule is not None else "available (no hours set)"
 
 
 def _team_order(rt: Runtime, team: str) -> str:

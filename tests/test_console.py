@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from sample import ASHA, ASHA_CUSTOMER, FALLBACK, NORTH2, NORTH3, sample_config
+from sample import ASHA, ASHA_CUSTOMER, FALLBACK, MEERA, NORTH2, NORTH3, sample_config
 
 from dialwhom.routing.phones import mask
 from dialwhom.routing.recent import RecentDecisions
@@ -335,7 +335,8 @@ def test_now_shows_each_agents_availability(make_app, clock):
     sign_in(client)
     now = availability_now(client)
     assert now[mask(ASHA)] == "away until 2026-12-05"
-    assert now[mask(NORTH3)] == "in hours"
+    assert now[mask(NORTH3)] == "in hours 'office'"
+    assert now[mask(MEERA)] == "available (no hours set)"  # south keeps no hours
     app.extensions["dialwhom"].service.ledger.mark_busy(NORTH3, clock.now().timestamp())
     assert availability_now(client)[mask(NORTH3)] == "busy since 15:30"
     clock.advance(60)

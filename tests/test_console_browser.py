@@ -38,7 +38,13 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 @pytest.fixture(scope="module")
 def server():
     """The real app on a real WSGI server in a thread (werkzeug's, threaded)."""
-    config = sample_config(console_token=CONSOLE_TOKEN, connectors=[{"id": "accounts", "type": "directory", "path": str(ROOT / "examples" / "accounts.csv")}])
+    config = sample_config(console_token=CONSOLE_TOKEN, connectors=[{"id": "accounts", "type": "directory", "path": str(ROOT / "examples" / "accounts.csv")}],
+                           timezone="Asia/Kolkata", schedules={"office": {"mon-sat": "09:30-18:30"}})
+    # the south team keeps office hours and Meera is on leave (the Now page shows both); north,
+    # whose calls the tests make, is always open
+    config["teams"]["south"]["hours"] = "office"
+    meera = next(r for r in config["reps"] if r["owner"] == "meera@example.com")
+    meera["away"] = [{"from": "2026-01-01", "to": "2030-12-31", "delegate": "rahul@example.com"}]
     app = create_app(config)
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
