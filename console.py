@@ -29,6 +29,7 @@ from dialwhom.routing.phones import mask
 from dialwhom.routing.recent import Bucket, merge, minutes
 from dialwhom.routing.request import parse_request
 from dialwhom.routing.service import Decision, RoutingService
+from dialwhom.routing.trace import scrub
 
 COOKIE = "dialwhom_console"
 #: a signed-in session lasts this long
@@ -334,7 +335,9 @@ def _local(at: datetime, settings: Any) -> datetime:
 def _last_reload() -> Any:
     """How the last reload went (dialwhom.integrations.reload, issue 14), if this app reloads."""
     reloader = current_app.extensions.get("dialwhom.reload")
-    return reloader.status() if reloader is not None else None
+    status = reloader.status() if reloader is not None else None
+    # a refused reload's message may quote the bad value (a number one digit short): scrubbed
+    return {k: scrub(v) if isinstance(v, str) else v for k, v in status.items()} if status else None
 
 
 def _availability(rt: Runtime, number: str, team: str | None, ts: float) -> str:
