@@ -365,3 +365,13 @@ def test_try_a_number_at_a_moment_is_lookup_at(make_app, capsys, tmp_path):
     assert "outside hours" in at_night and f"1. {mask(ASHA)}  (owner)" not in at_night
     bad = client.post("/console/try", data={"csrf": csrf(client), "number": ASHA_CUSTOMER, "at": "tomorrow-ish"}).get_data(as_text=True)
     assert 'id="try-error"' in bad
+
+
+def test_a_skipped_owner_is_in_the_live_entry_with_the_reason(make_app, clock):
+    client = make_app(avail_config(), clock=clock).test_client()  # Asha is away until 2026-12-05
+    sign_in(client)
+    call(client)
+    (entry,) = client.get("/console/api/decisions").get_json()["decisions"]
+    assert entry["first"]["why"] != "owner"
+    assert any("away until 2026-12-05" in s for s in entry["skips"]), entry["skips"]
+    assert "skipped: " in client.get("/console/live").get_data(as_text=True)
