@@ -20,7 +20,7 @@ from dialwhom.integrations.registry import ConnectorType
 from dialwhom.integrations.runtime import Runtime, build_runtime
 from dialwhom.routing.config import ConfigError
 from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.phones import mask
+from dialwhom.routing.redact import install_log_redaction, mask, outgoing, printable
 from dialwhom.routing.request import QueryString, parse_request
 
 log = logging.getLogger("dialwhom")
@@ -32,6 +32,7 @@ TEXT = "text/plain; charset=utf-8"
 
 def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]] | None = None) -> Flask:
     """The web app. `config`: a path, a mapping (tests), Settings, or None for the search order."""
+    install_log_redaction()  # every log record, from any library, loses URLs' secrets and control characters
     runtime = build_runtime(config, registry=registry)
     _setup_logging(runtime.settings.log_level)
     app = Flask(__name__)
@@ -145,7 +146,7 @@ def passthru() -> Response:
     recorded = rt.service.record_outcome(req)
     log.info(
         "passthru call=%s caller=%s status=%s agent=%s recorded=%s",
-        req.call_sid or "-", mask(req.caller or req.caller_raw), req.dial_call_status or "-",
+        printable(req.call_sid), mask(req.caller or req.caller_raw), printable(req.dial_call_status),
         mask(req.dial_whom_number), recorded,
     )
     return _text("ok\n")
@@ -166,7 +167,7 @@ def readyz() -> Response:
         "connectors": [{"id": c.id, "type": c.type_name, "breaker": breakers.get(c.id)} for c in rt.connectors],
         **health,
     }
-    return Response(json.dumps(detail, indent=1), mimetype="application/json")
+    return Response(outgoing(json.dumps(detail, indent=1), one_line=False), mimetype="application/json")
 
 
 def metrics() -> Response:

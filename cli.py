@@ -12,7 +12,7 @@ from typing import Any
 
 from dialwhom.routing.config import ConfigError
 from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.phones import mask
+from dialwhom.routing.redact import mask, scrub
 
 
 def _freeze_startup_objects(worker) -> None:
@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dialwhom.routing.redact import install_log_redaction
+
+    install_log_redaction()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -232,12 +235,12 @@ def cmd_check(args) -> int:
             entry: dict[str, Any] = {"id": c.id, "type": c.type_name}
             try:
                 note = c.check(deadline=Deadline.from_ms(max(s.budget_ms, 5000)))
-                entry["check"] = note
+                entry["check"] = note = scrub(str(note))
                 out.ok(f"connector {c.id} ({c.type_name}): {note}")
             except Exception as exc:  # report every failure, whatever its kind
                 problems += 1
-                entry["error"] = f"{type(exc).__name__}: {exc}"
-                out.bad(f"connector {c.id} ({c.type_name}): {type(exc).__name__}: {exc}")
+                entry["error"] = scrub(f"{type(exc).__name__}: {exc}")
+                out.bad(f"connector {c.id} ({c.type_name}): {entry['error']}")
                 report["problems"].append(entry["error"])
             if s.check_number:
                 try:
@@ -249,8 +252,8 @@ def cmd_check(args) -> int:
                         out.warn(f"owner {who} has no 'reps' entry and no phone in the CRM: callers will reach the team or fallback")
                 except Exception as exc:
                     problems += 1
-                    entry["check_number_error"] = f"{type(exc).__name__}: {exc}"
-                    out.bad(f"connector {c.id}: lookup of check_number failed: {type(exc).__name__}: {exc}")
+                    entry["check_number_error"] = scrub(f"{type(exc).__name__}: {exc}")
+                    out.bad(f"connector {c.id}: lookup of check_number failed: {entry['check_number_error']}")
                     report["problems"].append(entry["check_number_error"])
             report["connectors"].append(entry)
     finally:

@@ -21,7 +21,8 @@ from dialwhom.integrations.schema import Field, Secret
 from dialwhom.integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.model import Match, Owner, Query, Record
-from dialwhom.routing.phones import digits_only, mask, same_number, to_e164, variants
+from dialwhom.routing.phones import digits_only, same_number, to_e164, variants
+from dialwhom.routing.redact import error_code, mask, scrub
 
 __all__ = [
     "Connector", "ConnectorContext", "Field", "Secret",
@@ -30,5 +31,5 @@ __all__ = [
     "AuthError", "BadResponse", "ConfigError",
     "HttpClient", "Response", "TokenProvider", "CachedToken", "TTLMemo",
     "Candidate", "pick_record", "KeySearch", "as_utc", "retry_after_seconds", "MIN_ATTEMPT_S",
-    "digits_only", "same_number", "to_e164", "variants", "mask",
+    "digits_only", "same_number", "to_e164", "variants", "mask", "scrub", "error_code",
 ]

@@ -15,6 +15,7 @@ from dialwhom.integrations.base import Connector
 from dialwhom.integrations.registry import ConnectorType, build_connectors
 from dialwhom.routing import config as config_mod
 from dialwhom.routing.config import Settings
+from dialwhom.routing.redact import safe_url
 from dialwhom.routing.service import RoutingService
 
 log = logging.getLogger("dialwhom")
@@ -61,5 +62,5 @@ def build_runtime(
             agent_ttl_s=max(1.0, settings.last_agent_days * 86400.0),
         )
         if not shared.ping():
-            log.warning("shared_state: Redis at %s does not answer; each instance answers from its own memory until it does", settings.shared_state.url.split("@")[-1])
+            log.warning("shared_state: Redis at %s does not answer; each instance answers from its own memory until it does", safe_url(settings.shared_state.url))
     return Runtime(settings, connectors, RoutingService(settings, connectors, shared=shared))

@@ -11,10 +11,12 @@ defaults, error messages naming the key, and secret masking for free.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from dialwhom.routing.config_error import ConfigError
+from dialwhom.routing.redact import mask_options, mask_secret, remember_secret
 
 __all__ = ["Field", "Secret", "validate_options", "mask_options"]
 
@@ -27,11 +29,6 @@ class Secret(str):
 
     def masked(self) -> str:
         return mask_secret(self)
-
-
-def mask_secret(value: str) -> str:
-    """Two leading characters and stars: enough to tell two tokens apart, not to use one."""
-    return (value[:2] + "***") if len(value) >= 8 else "***"
 
 
 @dataclass(frozen=True)
@@ -75,8 +72,28 @@ def validate_options(schema: Iterable[Field], options: Mapping[str, Any], prefix
             raise ConfigError(key, f"{value!r} is not one of {', '.join(map(str, f.choices))}")
         if f.min is not None and value < f.min or f.max is not None and value > f.max:
             raise ConfigError(key, f"{value} is out of range; use {f.min} to {f.max}")
-        out[f.name] = Secret(value) if f.secret else value
+        if f.secret:
+            value = Secret(value)
+            remember_secret(value)  # masked in every outgoing string from now on
+        elif isinstance(value, str):
+            _remember_url_password(value)
+        elif isinstance(value, dict):  # e.g. the http connector's headers: {X-Api-Key: ...}
+            for name, item in value.items():
+                if _SECRET_NAME.search(str(name)) and isinstance(item, str):
+                    remember_secret(item.split()[-1] if item.split() else item)  # 'Bearer <token>'
+        out[f.name] = value
     return out
+
+
+_SECRET_NAME = re.compile(r"auth|token|secret|password|key|signature", re.I)
+
+
+def _remember_url_password(value: str) -> None:
+    """A password written into a URL option (``http://user:pass@host/``) is a secret too."""
+    if "://" in value and "@" in value:
+        userinfo = value.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+        if ":" in userinfo:
+            remember_secret(userinfo.split(":", 1)[1])
 
 
 def _coerce(f: Field, value: Any, key: str) -> Any:
@@ -90,8 +107,3 @@ def _coerce(f: Field, value: Any, key: str) -> Any:
         shown = "***" if f.secret else repr(value)
         raise ConfigError(key, f"expected {_TYPE_NAMES.get(f.type, f.type.__name__)}, got {shown}")
     return value
-
-
-def mask_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of `options` safe to print: secrets masked."""
-    return {k: (v.masked() if isinstance(v, Secret) else v) for k, v in options.items()}

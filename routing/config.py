@@ -25,6 +25,7 @@ import yaml
 
 from dialwhom.routing.config_error import ConfigError
 from dialwhom.routing.phones import parse_config_number
+from dialwhom.routing.redact import remember_secret
 
 __all__ = ["ConfigError", "Settings", "Rep", "ConnectorSettings", "load", "find_config", "from_mapping"]
 
@@ -205,6 +206,7 @@ def from_mapping(
             raise ConfigError(key, "use at least 16 random characters (for example `python -c \"import secrets; print(secrets.token_urlsafe(24))\"`)")
         if tok.strip():
             tokens.append(tok.strip())
+            remember_secret(tok.strip())  # masked wherever it appears in what leaves the process
     order = tuple(v.list("lookup_order", list(LOOKUP_SOURCES)))
     for i, item in enumerate(order):
         if item not in LOOKUP_SOURCES:

@@ -18,7 +18,8 @@ from functools import cached_property
 
 from dialwhom.routing.config import Settings
 from dialwhom.routing.model import Match
-from dialwhom.routing.phones import mask, parse_config_number
+from dialwhom.routing.phones import parse_config_number
+from dialwhom.routing.redact import mask
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ from dialwhom.routing.errors import BadResponse, ConnectorError
 from dialwhom.routing.history import LastAgents
 from dialwhom.routing.metrics import Metrics
 from dialwhom.routing.model import Match, Query
-from dialwhom.routing.phones import mask, parse_config_number
+from dialwhom.routing.phones import parse_config_number
+from dialwhom.routing.redact import mask
 from dialwhom.routing.plan import Plan, build_plan, fallback_plan, pack_plan, unpack_plan
 from dialwhom.routing.request import ExotelRequest
 from dialwhom.routing.trace import Trace

@@ -6,29 +6,9 @@ Logged once per answer and sent back in the ``X-Dialwhom-Trace`` header, so an a
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-from dialwhom.routing.phones import mask
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-#: a run of 7+ digits, possibly written with separators or URL-encoded ('%2B9198…')
-_NUMBERISH = re.compile(r"(?:\+|%2[bB])?\d(?:[\d\-. ()]|%20){5,}\d")
-
-
-def scrub(text: str) -> str:
-    """Free text (connector errors, notes) fit for a log line or a header: one line, numbers masked."""
-    text = _CONTROL.sub(" ", text)
-    return _NUMBERISH.sub(_mask_numberish, text)
-
-
-_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
-
-
-def _mask_numberish(m: re.Match) -> str:
-    if _IPV4.fullmatch(m.group()):  # a CRM host like 10.0.12.34 is no phone, and the admin needs it
-        return m.group()
-    return mask(re.sub("%2[bB]", "+", m.group()).replace("%20", " "))
+from dialwhom.routing.redact import mask, outgoing, printable, scrub
 
 
 @dataclass(slots=True)
@@ -69,7 +49,7 @@ class Trace:
             parts.append(s.short().replace(";", ","))
         parts.append("plan=" + self.plan)
         parts.append(f"{self.elapsed_ms:.0f}ms")
-        text = "; ".join(parts)
+        text = outgoing("; ".join(parts))
         if not text.isascii():
             text = text.encode("ascii", "replace").decode()
         return text[:1500]
@@ -79,7 +59,7 @@ class Trace:
         steps = " | ".join(s.short() for s in self.steps) or "-"
         notes = (" notes=" + scrub(" / ".join(self.notes))) if self.notes else ""
         return (
-            f"decision call={self.call_sid or '-'} caller={mask(caller)} path={self.path} key={self.key or '-'} "
+            f"decision call={printable(self.call_sid)} caller={mask(caller)} path={self.path} key={self.key or '-'} "
             f"via={self.connector or '-'} plan=[{self.plan}] steps=[{steps}] elapsed_ms={self.elapsed_ms:.1f}{notes}"
         )
 

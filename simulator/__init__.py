@@ -42,6 +42,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from dialwhom.routing.redact import mask_query_secrets, mask_secret_params
+
 __all__ = [
     "OUTCOMES",
     "Attempt",
@@ -74,8 +76,6 @@ IST = timezone(timedelta(hours=5, minutes=30), "IST")
 USER_AGENT = "dialwhom-simulate/1 (Exotel Connect applet simulation)"
 
 # Query keys whose values never appear in full in output.
-_SECRET_KEY_RE = re.compile(r"token|secret|password|passwd|api[_-]?key|signature", re.I)
-_QUERY_SECRET_RE = re.compile(r"(^|[&;])([^&;=]*)=([^&;]*)")
 
 EXIT_OK, EXIT_BROKEN, EXIT_USAGE = 0, 1, 2
 
@@ -395,23 +395,6 @@ def _media_type(content_type: str | None) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def mask_url(url: str) -> str:
-    """Hide secret query values (``token=***``) and a password in the URL's user info."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = _QUERY_SECRET_RE.sub(
-        lambda m: f"{m[1]}{m[2]}=***" if _SECRET_KEY_RE.search(m[2]) else m[0], parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _mask_params(params: Mapping[str, str]) -> dict[str, str]:
-    return {k: ("***" if _SECRET_KEY_RE.search(k) else v) for k, v in params.items()}
-
-
 # --------------------------------------------------------------------------------------------
 # HTTP
 # --------------------------------------------------------------------------------------------
@@ -509,8 +492,8 @@ class _Call:
         self.call_sid = opts.call_sid or uuid.uuid4().hex
         self.created = _ist_now()
         self.result = SimulationResult(
-            url=mask_url(url),
-            fallback_url=mask_url(opts.fallback_url) if opts.fallback_url else None,
+            url=mask_query_secrets(url),
+            fallback_url=mask_query_secrets(opts.fallback_url) if opts.fallback_url else None,
             call_sid=self.call_sid,
             fetch_after_attempt=opts.fetch_after_attempt and opts.exotel_version is None,
             timeout=opts.timeout,
@@ -588,7 +571,7 @@ class _Call:
 
     def request(self, target: str, url: str, params: dict[str, str]) -> RequestRecord:
         rec = RequestRecord(number=len(self.result.requests) + 1, target=target,
-                            url=mask_url(url), params=_mask_params(params))
+                            url=mask_query_secrets(url), params=mask_secret_params(params))
         self.result.requests.append(rec)
         version = self.opts.exotel_version
         headers = {"Exotel-Version": version} if version else None
@@ -607,7 +590,7 @@ class _Call:
         if rec.error is not None:
             return  # blamed by fetch_round(), which knows whether a fallback saved the call
         if rec.status is not None and 300 <= rec.status < 400:
-            where = f" to {mask_url(raw.location)}" if raw.location else ""
+            where = f" to {mask_query_secrets(raw.location)}" if raw.location else ""
             add("warning", f"redirect{where} not followed: Exotel documents no redirects; "
                 "give Exotel the final URL")
         if rec.status != 200:

@@ -47,6 +47,7 @@ from dialwhom.sdk import (
     TTLMemo,
     as_utc,
     digits_only,
+    error_code,
     mask,
     pick_record,
     retry_after_seconds,
@@ -93,7 +94,6 @@ RATE_HEADERS = (
 
 _PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 _NUMERIC_ID = re.compile(r"^[0-9]{1,20}$")
-_LONG_DIGITS = re.compile(r"\d{6,}")
 
 
 class HubSpotConnector(KeySearch, Connector):
@@ -250,7 +250,7 @@ class HubSpotConnector(KeySearch, Connector):
         if status != 429 and _path(resp.url) == _path(self._token_url):
             reason = info.get("error") or info.get("status") or info.get("category") or "refused"
             detail = info.get("error_description") or info.get("message") or ""
-            return AuthError(f"{where}: OAuth refresh refused ({_scrub(str(reason))}: {_scrub(str(detail))[:160]}); "
+            return AuthError(f"{where}: OAuth refresh refused ({error_code(reason)}: {error_code(detail)}); "
                              "check client_id, client_secret and refresh_token, or re-install the app", status=status)
         if status == 429:
             policy = str(info.get("policyName") or info.get("errorType") or "")
@@ -262,14 +262,14 @@ class HubSpotConnector(KeySearch, Connector):
                                retry_after=wait, status=status)
         if status == 400:
             category = info.get("category") or "bad request"
-            return BadResponse(f"{where}: {category}: {_scrub(str(info.get('message') or ''))[:200]}", status=status)
+            return BadResponse(f"{where}: {error_code(category)}: {error_code(info.get('message'))}", status=status)
         category = info.get("category") or ("INVALID_AUTHENTICATION" if status == 401 else "FORBIDDEN")
         hint = "check the access token" if status == 401 else "the token lacks a scope"
         ctx = info.get("context") if isinstance(info.get("context"), dict) else {}
         scopes = ctx.get("requiredScopes") or ctx.get("missingScopes") or []
         if scopes and isinstance(scopes, list):
             hint += f"; required scopes: {', '.join(map(str, scopes))}"
-        return AuthError(f"{where}: {category}: {_scrub(str(info.get('message') or ''))[:160]} ({hint})", status=status)
+        return AuthError(f"{where}: {error_code(category)}: {error_code(info.get('message'))} ({hint})", status=status)
 
     def _json(self, resp: Response, what: str) -> dict:
         body = resp.json()
@@ -539,10 +539,6 @@ def _note_rate(resp: Response, notes: list[str]) -> None:
     if note:
         notes[:] = [n for n in notes if not n.startswith("hubspot rate limit:")] + [note]
 
-
-def _scrub(text: str) -> str:
-    """Vendor messages may echo filter values: mask long digit runs (phone numbers)."""
-    return _LONG_DIGITS.sub(lambda m: mask(m.group(0)), text)
 
 
 def _path(url: str | None) -> str:

@@ -37,7 +37,9 @@ from dialwhom.sdk import (
     Response,
     TTLMemo,
     digits_only,
+    error_code,
     mask,
+    scrub,
     pick_record,
     same_number,
     to_e164,
@@ -80,7 +82,6 @@ _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 _SF_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 #: account values allowed into SOQL: nothing with quote, backslash or wildcard meaning
 _ACCOUNT_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{0,79}$")
-_LONG_DIGITS = re.compile(r"\d{6,}")
 #: token-endpoint errors that mean "these credentials or this app setup are refused"
 OAUTH_REFUSALS = {
     "invalid_grant", "invalid_client", "invalid_client_id", "invalid_client_credentials",
@@ -133,10 +134,6 @@ def soql_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _scrub(text: str) -> str:
-    """Salesforce error messages may echo the query: mask long digit runs (phone numbers)."""
-    return _LONG_DIGITS.sub(lambda m: mask(m.group(0)), text)[:300]
-
 
 def _json(resp: Response, connector: str) -> Any:
     """`resp.json()` whose error names no query string: the SOSL in it holds the caller's digits."""
@@ -144,7 +141,7 @@ def _json(resp: Response, connector: str) -> Any:
         return resp.json()
     except BadResponse as exc:
         text = str(exc).replace(resp.url, resp.url.split("?", 1)[0])
-        raise BadResponse(f"{connector}: {_scrub(text)}", connector=connector, status=resp.status) from None
+        raise BadResponse(f"{connector}: {scrub(text)}", connector=connector, status=resp.status) from None
 
 
 def _error_codes(resp: Response) -> list[tuple[str, str]]:
@@ -272,8 +269,8 @@ class SalesforceConnector(Connector):
             except BadResponse:
                 body = {}
             body = body if isinstance(body, dict) else {}
-            err = str(body.get("error") or f"HTTP {resp.status}")[:60]
-            desc = _scrub(str(body.get("error_description") or ""))
+            err = error_code(body.get("error") or f"HTTP_{resp.status}")
+            desc = error_code(body.get("error_description")) if body.get("error_description") else ""
             message = f"{self.id}: Salesforce refused the {self.auth_flow} token request: {err}: {desc}".rstrip(": ")
             if resp.status in (401, 403) or err in OAUTH_REFUSALS:
                 raise AuthError(message, connector=self.id, status=resp.status)
@@ -317,7 +314,7 @@ class SalesforceConnector(Connector):
             return None
         codes = _error_codes(resp)
         names = {c for c, _ in codes}
-        detail = "; ".join(f"{c}: {_scrub(m)}" for c, m in codes[:2])
+        detail = "; ".join(f"{error_code(c)}: {error_code(m)}" for c, m in codes[:2])
         limit = resp.headers.get("Sforce-Limit-Info")
         if "REQUEST_LIMIT_EXCEEDED" in names:
             # The org's rolling 24-hour API allowance is spent: retrying within this call

@@ -53,7 +53,9 @@ from dialwhom.sdk import (
     Response,
     TTLMemo,
     as_utc,
+    error_code,
     mask,
+    scrub,
     pick_record,
     retry_after_seconds,
     same_number,
@@ -103,7 +105,6 @@ _NUMERIC_ID = re.compile(r"^[0-9]{1,25}$")
 _ACCOUNT_VALUE = re.compile(r"^[A-Za-z0-9._-]{2,64}$")
 _API_VERSION = re.compile(r"^v[0-9]{1,2}(\.[0-9])?$")
 _ZOHO_API_DOMAIN = re.compile(r"^https://([a-z0-9-]+\.)*zohoapis\.[a-z]{2,3}(\.[a-z]{2})?$")
-_LONG_DIGITS = re.compile(r"\d{6,}")
 
 
 class ZohoConnector(KeySearch, Connector):
@@ -241,7 +242,7 @@ class ZohoConnector(KeySearch, Connector):
                 self._pause = min(MINT_WINDOW_S, max(THROTTLE_PAUSE_S, self._pause * 2))
                 pause = min(MINT_WINDOW_S, asked) if asked is not None else self._pause
                 self._blocked_until = self.clock() + pause
-            return RateLimited(f"{where}: Zoho says too many token requests ({_scrub(description) or error}); "
+            return RateLimited(f"{where}: Zoho says too many token requests ({error_code(description) if description else error_code(error)}); "
                                f"pausing token refresh for {pause:.0f} s", retry_after=pause, connector=self.id, status=resp.status)
         if error == "invalid_client":
             return AuthError(f"{where} refused client_id (invalid_client). Usually the {self._dc_name()} is wrong: a client "
@@ -252,9 +253,9 @@ class ZohoConnector(KeySearch, Connector):
                              f"another data centre than {self._dc_name()}; generate a new one (docs/crm/zoho.md)",
                              connector=self.id, status=resp.status)
         if error.lower() in CREDENTIAL_ERRORS or resp.status in (401, 403):
-            return AuthError(f"{where} refused ({_scrub(error)}: {_scrub(description)[:160]}); check client_id, "
+            return AuthError(f"{where} refused ({error_code(error)}: {error_code(description)}); check client_id, "
                              f"client_secret, refresh_token and {self._dc_name()}", connector=self.id, status=resp.status)
-        detail = f" ({_scrub(error)[:80]})" if error else ""
+        detail = f" ({error_code(error)})" if error else ""
         return BadResponse(f"{where}: answer (HTTP {resp.status}) has no access_token{detail}", connector=self.id, status=resp.status)
 
     def _use_api_domain(self, domain: Any) -> None:
@@ -280,7 +281,7 @@ class ZohoConnector(KeySearch, Connector):
         info = _error_body(resp)
         code = str(info.get("code") or "").upper()
         where = f"{self.id}: HTTP {status}{' ' + code if code else ''} from {_path(resp.url)}"
-        message = _scrub(str(info.get("message") or ""))[:160]
+        message = error_code(info.get("message"))
         if status == 429 or code == "TOO_MANY_REQUESTS":
             rate = _rate_note(resp.headers)
             return RateLimited(f"{where}: Zoho API credits or concurrent-call limit used up" + (f" ({rate})" if rate else ""),
@@ -325,7 +326,7 @@ class ZohoConnector(KeySearch, Connector):
                     f"({_host(self._api_base or '')}) must be in the same data centre ({self._dc_name()}), "
                     "and the Zoho user who generated the refresh token must still be active")
         else:
-            hint = _scrub(str(_error_body(resp).get("message") or "credentials refused"))[:160]
+            hint = error_code(_error_body(resp).get("message") or "credentials_refused")
         self._last_auth_error = code or "HTTP 401"
         return AuthError(f"{where}: {hint}", connector=self.id, status=401)
 
@@ -334,7 +335,7 @@ class ZohoConnector(KeySearch, Connector):
         try:
             return resp.json()
         except BadResponse as exc:
-            raise BadResponse(f"{self.id}: {_scrub(str(exc))}", connector=self.id, status=resp.status) from None
+            raise BadResponse(f"{self.id}: {scrub(str(exc))}", connector=self.id, status=resp.status) from None
 
     def _records(self, resp: Response, what: str) -> tuple[list[dict], dict]:
         """The ``data`` records and the ``info`` block of a records answer (204: none)."""
@@ -700,10 +701,6 @@ def _tidy(notes: list[str]) -> list[str]:
     out = [n for n in dict.fromkeys(notes) if not n.startswith("zoho rate:")]
     return out + rate[-1:]
 
-
-def _scrub(text: str) -> str:
-    """Vendor messages may echo search values: mask long digit runs (phone numbers)."""
-    return _LONG_DIGITS.sub(lambda m: mask(m.group(0)), text)
 
 
 def _host(url: str) -> str:
