@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import sys
+import time
 from typing import Any, Mapping
 
 from flask import Flask, Response, current_app, request
@@ -28,6 +29,8 @@ log = logging.getLogger("dialwhom")
 #: time kept back from the budget to write the answer
 ANSWER_RESERVE_MS = 25
 TRACE_HEADER = "X-Dialwhom-Trace"
+#: WSGI environ key: `time.monotonic()` when the request reached the server (dialwhom.server)
+ARRIVED_KEY = "dialwhom.arrived"
 TEXT = "text/plain; charset=utf-8"
 
 def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]] | None = None) -> Flask:
@@ -87,7 +90,11 @@ def _params() -> QueryString:
 def _decide(endpoint: str):
     """The decision for this request, never an exception: a bug still gets the config's plan."""
     rt = _runtime()
-    deadline = Deadline((rt.settings.budget_ms - ANSWER_RESERVE_MS) / 1000.0)
+    # From when the request reached the server (the worker stamps it), so time spent queued
+    # for a server thread counts against the budget; else from now.
+    arrived = request.environ.get(ARRIVED_KEY)
+    started = time.monotonic()
+    deadline = Deadline((rt.settings.budget_ms - ANSWER_RESERVE_MS) / 1000.0, started=arrived)
     req = parse_request(_params(), rt.settings.default_region, outcome=False)
     try:
         decision = rt.service.fallback(req, deadline) if endpoint == "fallback" else rt.service.decide(req, deadline)
@@ -95,6 +102,8 @@ def _decide(endpoint: str):
         log.exception("decision failed; answering from config")
         decision = rt.service.fallback(req, deadline)
         decision.trace.path = "error-fallback"
+    if arrived is not None:
+        decision.trace.queued_ms = (started - arrived) * 1000.0
     rt.service.metrics.decided(endpoint, decision.trace.path, decision.trace.elapsed_ms / 1000.0)
     if log.isEnabledFor(logging.INFO):  # the line costs ~3 us to build: not when nobody reads it
         log.info("%s endpoint=%s", decision.trace.log_line(req.caller or req.caller_raw), endpoint)

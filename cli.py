@@ -29,7 +29,12 @@ def _freeze_startup_objects(worker) -> None:
 #: One worker with many threads keeps caches and per-call plans in one process; the worker
 #: timeout sits above the 8 s budget ceiling and below Exotel's 10 s.
 GUNICORN_SETTINGS: dict[str, Any] = {
-    "worker_class": "gthread",
+    # gthread, stamping each request's arrival so budget_ms counts the wait for a thread, and
+    # answering malformed requests without echoing them (dialwhom/server.py; README "Running
+    # in production" says why threads and not gevent)
+    "worker_class": "dialwhom.server.ArrivalThreadWorker",
+    "logger_class": "dialwhom.server.RedactingLogger",
+    "limit_request_line": 4094,
     "workers": 1,
     "threads": 32,
     "timeout": 9,

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import phonenumbers
 import yaml
 
+from dialwhom.routing.bulkhead import DEFAULT_MAX_IN_FLIGHT
 from dialwhom.routing.config_error import ConfigError
 from dialwhom.routing.phones import parse_config_number
 from dialwhom.routing.redact import remember_secret
@@ -46,7 +47,7 @@ BUDGET_CEILING_MS = 8000
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 # Keys every connector entry may carry; the framework reads them, not the connector.
-FRAMEWORK_CONNECTOR_KEYS = {"id", "type", "timeout_ms", "retries", "enabled"}
+FRAMEWORK_CONNECTOR_KEYS = {"id", "type", "timeout_ms", "retries", "enabled", "max_in_flight"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class ConnectorSettings:
     timeout_ms: int = 1500
     retries: int = 1
     enabled: bool = True
+    #: lookups in flight at once (the bulkhead); more callers are answered without this connector
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,7 @@ def from_mapping(
                 timeout_ms=cv.int("timeout_ms", min(1500, budget), 10, BUDGET_CEILING_MS),
                 retries=cv.int("retries", 1, 0, 5),
                 enabled=cv.bool("enabled", True),
+                max_in_flight=cv.int("max_in_flight", DEFAULT_MAX_IN_FLIGHT, 1, 256),
             )
         )
 

@@ -33,7 +33,8 @@ class Trace:
     steps: list[Step] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     plan: str = ""
-    elapsed_ms: float = 0.0
+    elapsed_ms: float = 0.0  # from arrival at the server, queue wait included
+    queued_ms: float = 0.0  # of which waiting for a server thread
 
     def add(self, connector: str, key: str, outcome: str, ms: float = 0.0, detail: str = "") -> None:
         self.steps.append(Step(connector, key, outcome, ms, detail))
@@ -49,6 +50,8 @@ class Trace:
             parts.append(s.short().replace(";", ","))
         parts.append("plan=" + self.plan)
         parts.append(f"{self.elapsed_ms:.0f}ms")
+        if self.queued_ms >= 1:
+            parts.append(f"queued={self.queued_ms:.0f}ms")
         text = outgoing("; ".join(parts))
         if not text.isascii():
             text = text.encode("ascii", "replace").decode()
@@ -60,7 +63,7 @@ class Trace:
         notes = (" notes=" + scrub(" / ".join(self.notes))) if self.notes else ""
         return (
             f"decision call={printable(self.call_sid)} caller={mask(caller)} path={self.path} key={self.key or '-'} "
-            f"via={self.connector or '-'} plan=[{self.plan}] steps=[{steps}] elapsed_ms={self.elapsed_ms:.1f}{notes}"
+            f"via={self.connector or '-'} plan=[{self.plan}] steps=[{steps}] elapsed_ms={self.elapsed_ms:.1f} queued_ms={self.queued_ms:.1f}{notes}"
         )
 
     def explain(self) -> list[str]:
