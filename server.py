@@ -20,15 +20,19 @@ from gunicorn.http.errors import ParseException
 from gunicorn.workers.gthread import ThreadWorker
 
 from dialwhom.app import ARRIVED_KEY
-from dialwhom.routing.redact import outgoing, scrub
+from dialwhom.routing.redact import mask, outgoing
 
-_QUERY = re.compile(r"\?[^\s'\"]*")
+_WITHHELD = "?<query withheld>"
+_QUERY = re.compile(r"\?(?!<query withheld>)[^\s'\"]*")
+#: a phone number in a path: 8+ digits (a pid or a port has fewer)
+_LONG_NUMBER = re.compile(r"(?:%2[Bb]|\+)?\d{8,}")
 
 
 def request_line_safe(text: str) -> str:
-    """Text that may quote a request line, without its query string; numbers, URLs' secrets
-    and configured secrets masked; one line."""
-    return outgoing(scrub(_QUERY.sub("?<query withheld>", text)))
+    """Text that may quote a request line, without its query string; long numbers, URLs'
+    secrets and configured secrets masked; one line."""
+    text = _QUERY.sub(_WITHHELD, text)
+    return outgoing(_LONG_NUMBER.sub(lambda m: mask(m.group()), text))
 
 
 class ArrivalThreadWorker(ThreadWorker):

@@ -46,6 +46,11 @@ LOOKUP_SOURCES = ("custom_field", "digits", "caller")
 BUDGET_CEILING_MS = 8000
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+#: input bounds: a config is small; anything past these is a mistake or an attack (issue 12)
+MAX_CONFIG_BYTES = 1024 * 1024  # the file as read
+MAX_CONFIG_VALUES = 100_000  # keys, items and scalars once YAML aliases are expanded
+MAX_CONFIG_DEPTH = 32  # nesting of mappings and lists
+MAX_EXPANDED_CHARS = 4 * 1024 * 1024  # all strings, after ${ENV} substitution
 # Keys every connector entry may carry; the framework reads them, not the connector.
 FRAMEWORK_CONNECTOR_KEYS = {"id", "type", "timeout_ms", "retries", "enabled", "max_in_flight"}
 
@@ -170,6 +175,9 @@ def load(path: str | os.PathLike | None = None, *, environ: Mapping[str, str] | 
     """Find, read and validate the config file."""
     found = find_config(path)
     try:
+        size = found.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError("<file>", f"{found} is {size} bytes, over the {MAX_CONFIG_BYTES}-byte limit (MAX_CONFIG_BYTES); keep data in connector files")
         raw = yaml.safe_load(found.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError("--config", f"cannot read {found}: {exc.strerror or exc}") from None
@@ -192,7 +200,7 @@ def from_mapping(
     """Validate a config mapping (from YAML or a test) into `Settings`."""
     if not isinstance(raw, Mapping):
         raise ConfigError("<file>", "the top level must be a mapping of keys to values")
-    data = _substitute(raw, os.environ if environ is None else environ, "")
+    data = _substitute(raw, os.environ if environ is None else environ, "", _Budget())
     v = _Validator(data)
     region = v.str("default_region", "IN").upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
@@ -370,8 +378,31 @@ def _check_number(value: str, region: str) -> str | None:
     return parsed
 
 
-def _substitute(value: Any, environ: Mapping[str, str], key: str) -> Any:
-    """Replace ``${NAME}`` (or ``${NAME:-default}``) in every string with the environment's value."""
+class _Budget:
+    """What one config may expand to; `_substitute` spends it and stops at the first limit."""
+
+    __slots__ = ("values", "chars")
+
+    def __init__(self):
+        self.values = 0
+        self.chars = 0
+
+    def spend(self, key: str, depth: int, chars: int = 0) -> None:
+        self.values += 1
+        self.chars += chars
+        where = key or "<file>"
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(where, f"nested deeper than {MAX_CONFIG_DEPTH} levels (MAX_CONFIG_DEPTH); a recursive YAML alias?")
+        if self.values > MAX_CONFIG_VALUES:
+            raise ConfigError(where, f"more than {MAX_CONFIG_VALUES} values once YAML aliases are expanded (MAX_CONFIG_VALUES); "
+                                     "an alias bomb, or data that belongs in a connector's file")
+        if self.chars > MAX_EXPANDED_CHARS:
+            raise ConfigError(where, f"more than {MAX_EXPANDED_CHARS} characters of text after ${{ENV}} substitution (MAX_EXPANDED_CHARS)")
+
+
+def _substitute(value: Any, environ: Mapping[str, str], key: str, budget: _Budget, depth: int = 0) -> Any:
+    """Replace ``${NAME}`` (or ``${NAME:-default}``) in every string with the environment's
+    value; counts what it builds against `budget`, so aliases cannot blow it up."""
     if isinstance(value, str):
         def repl(m: re.Match) -> str:
             name, default = m.group(1), m.group(2)
@@ -380,11 +411,14 @@ def _substitute(value: Any, environ: Mapping[str, str], key: str) -> Any:
             if default is not None:
                 return default
             raise ConfigError(key or "<file>", f"environment variable {name} is not set (set it, or write ${{{name}:-}} to allow it empty)")
-        return _ENV_REF.sub(repl, value)
+        text = _ENV_REF.sub(repl, value) if "${" in value else value
+        budget.spend(key, depth, len(text))
+        return text
+    budget.spend(key, depth)
     if isinstance(value, Mapping):
-        return {k: _substitute(v, environ, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        return {k: _substitute(v, environ, f"{key}.{k}" if key else str(k), budget, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, environ, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_substitute(v, environ, f"{key}[{i}]", budget, depth + 1) for i, v in enumerate(value)]
     return value
 
 

@@ -331,7 +331,7 @@ class RoutingService:
             "cached_lookups": len(self.cache),
             "remembered_calls": len(self.calls),
             "last_agents": len(self.last_agents),
-            "shared_state": None if self.shared is None else {"redis": "up" if self.shared.ping() else "DOWN", "errors": self.shared.errors},
+            "shared_state": None if self.shared is None else {"redis": "up" if self.shared.ping() else "DOWN", "errors": self.shared.errors, "backlog": self.shared.backlog()},
             "lookups_in_flight": len(self.flight),
             "bulkheads": {cid: b.snapshot() for cid, b in self.bulkheads.items()},
         }
