@@ -21,7 +21,7 @@ from dialwhom.integrations.registry import ConnectorType
 from dialwhom.integrations.runtime import Runtime, build_runtime
 from dialwhom.routing.config import ConfigError
 from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.redact import install_log_redaction, mask, outgoing, printable
+from dialwhom.routing.redact import install_log_redaction, loggable, mask, outgoing, printable
 from dialwhom.routing.request import QueryString, parse_request
 
 log = logging.getLogger("dialwhom")
@@ -155,7 +155,7 @@ def passthru() -> Response:
     recorded = rt.service.record_outcome(req)
     log.info(
         "passthru call=%s caller=%s status=%s agent=%s recorded=%s",
-        printable(req.call_sid), mask(req.caller or req.caller_raw), printable(req.dial_call_status),
+        printable(req.call_sid), mask(req.caller or req.caller_raw), loggable(req.dial_call_status),
         mask(req.dial_whom_number), recorded,
     )
     return _text("ok\n")

@@ -20,19 +20,15 @@ from gunicorn.http.errors import ParseException
 from gunicorn.workers.gthread import ThreadWorker
 
 from dialwhom.app import ARRIVED_KEY
-from dialwhom.routing.redact import mask, outgoing
+from dialwhom.routing.redact import outgoing
 
-_WITHHELD = "?<query withheld>"
 _QUERY = re.compile(r"\?(?!<query withheld>)[^\s'\"]*")
-#: a phone number in a path: 8+ digits (a pid or a port has fewer)
-_LONG_NUMBER = re.compile(r"(?:%2[Bb]|\+)?\d{8,}")
 
 
 def request_line_safe(text: str) -> str:
-    """Text that may quote a request line, without its query string; long numbers, URLs'
-    secrets and configured secrets masked; one line."""
-    text = _QUERY.sub(_WITHHELD, text)
-    return outgoing(_LONG_NUMBER.sub(lambda m: mask(m.group()), text))
+    """Text that may quote a request line (even a malformed one, whose query need not hold an
+    '='), without its query string; then `outgoing`: secrets and numbers masked, one line."""
+    return outgoing(_QUERY.sub("?<query withheld>", text))
 
 
 class ArrivalThreadWorker(ThreadWorker):

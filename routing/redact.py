@@ -31,7 +31,7 @@ from dialwhom.routing.phones import digits_only, is_sip
 
 __all__ = [
     "mask", "mask_secret", "mask_options", "remember_secret", "mask_secrets", "safe_url",
-    "mask_query_secrets", "mask_secret_params", "scrub", "printable", "error_code",
+    "mask_query_secrets", "mask_secret_params", "scrub", "printable", "loggable", "error_code",
     "exception_reason", "outgoing", "install_log_redaction",
 ]
 
@@ -205,6 +205,14 @@ def printable(value: str | None) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
 
 
+def loggable(value: str | None) -> str:
+    """A free request value (DialCallStatus, ...) for a log line: numbers in it masked, control
+    characters escaped. Not for CallSid: a hex id often holds seven digits in a row."""
+    if value is None:
+        return "-"
+    return printable(_NUMBERISH.sub(_mask_numberish, value))
+
+
 #: what a vendor error code looks like ('INVALID_AUTHENTICATION', 'invalid_client', '4003')
 _CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,48}$")
 
@@ -230,13 +238,24 @@ def exception_reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+_WITHHELD = "?<query withheld>"
+#: a query string after a path, as a request line or a library's log quotes it
+_QUERY_IN_TEXT = re.compile(r"\?(?!<query withheld>)[^\s'\"<>?]*=[^\s'\"<>]*")
+#: 8+ digits in a row: a phone number (a pid, a port, a count or a duration has fewer)
+_LONG_NUMBER = re.compile(r"(?:%2[Bb]|\+)?\d{8,}")
+
+
 def outgoing(text: str, *, one_line: bool = True) -> str:
     """A string about to leave the process (a header, a log line, a JSON document): URLs made
-    safe, registered secrets masked, and (`one_line`) control characters escaped. Numbers are
-    the call sites' job (`mask`), as only they know which digits are a number."""
+    safe, query strings withheld, registered secrets and long digit runs masked, and
+    (`one_line`) control characters escaped. Numbers written with separators are the call
+    sites' job (`mask`, `scrub`): only they know which digits are a number."""
     if "://" in text:
         text = _URL_IN_TEXT.sub(lambda m: safe_url(m.group()), text)
+    if "?" in text:
+        text = _QUERY_IN_TEXT.sub(_WITHHELD, text)
     text = _SECRETS.mask(text)
+    text = _LONG_NUMBER.sub(lambda m: mask(re.sub(r"^%2[Bb]", "+", m.group())), text)
     return printable(text) if one_line else text
 
 
