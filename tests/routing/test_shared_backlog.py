@@ -3,65 +3,16 @@ every instance agrees again (a real Redis on 127.0.0.1:6379, a unique key prefix
 
 from __future__ import annotations
 
-import os
 import socket
 import time
-import uuid
-
-import pytest
 
 from dialwhom.routing.config import from_mapping
 from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.model import Match, Owner
 from dialwhom.routing.request import parse_request
 from dialwhom.routing.service import RoutingService
 from dialwhom.routing.shared import RedisState
-
-REDIS_URL = os.environ.get("DIALWHOM_TEST_REDIS", "redis://127.0.0.1:6379/15")
-
-
-def _redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _redis_up() and not os.environ.get("CI"), reason="no Redis on 127.0.0.1:6379")
-
-CONFIG = {
-    "reps": [
-        {"owner": "asha@example.com", "phone": "+919800000001", "team": "north"},
-        {"owner": "vikram@example.com", "phone": "+919800000002", "team": "north"},
-    ],
-    "teams": {"north": {"backup": ["+919800000003"]}},
-    "fallback": ["+918000000000"],
-}
-
-
-class Crm:
-    id = "crm"
-    supports = ("phone",)
-
-    def __init__(self, email: str | None):
-        self.email, self.calls = email, 0
-
-    def lookup(self, query, *, deadline):
-        self.calls += 1
-        return Match(Owner(email=self.email)) if self.email else None
-
-
-@pytest.fixture
-def prefix():
-    import redis
-
-    p = f"dialwhom-test:{uuid.uuid4().hex}:"
-    yield p
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{p}*"):
-        client.delete(key)
-    client.close()
+from tests.routing.test_shared import CONFIG, REDIS_URL, prefix, pytestmark  # noqa: F401 - the fixture and the skip
+from tests.routing.test_shared import FakeConnector as Crm
 
 
 def _refusing_url() -> str:
