@@ -19,8 +19,8 @@ from flask import Flask, Response, current_app, request
 
 from dialwhom.integrations.registry import ConnectorType
 from dialwhom.integrations.runtime import Runtime, build_runtime
-from dialwhom.routing.config import ConfigError
 from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.ports import Clock
 from dialwhom.routing.redact import install_log_redaction, loggable, mask, outgoing, printable
 from dialwhom.routing.request import QueryString, parse_request
 
@@ -33,10 +33,11 @@ TRACE_HEADER = "X-Dialwhom-Trace"
 ARRIVED_KEY = "dialwhom.arrived"
 TEXT = "text/plain; charset=utf-8"
 
-def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]] | None = None) -> Flask:
-    """The web app. `config`: a path, a mapping (tests), Settings, or None for the search order."""
+def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]] | None = None, clock: Clock | None = None) -> Flask:
+    """The web app. `config`: a path, a mapping (tests), Settings, or None for the search order;
+    `registry`: connector types (default: the installed entry points); `clock`: for tests."""
     install_log_redaction()  # every log record, from any library, loses URLs' secrets and control characters
-    runtime = build_runtime(config, registry=registry)
+    runtime = build_runtime(config, registry=registry, clock=clock)
     _setup_logging(runtime.settings.log_level)
     app = Flask(__name__)
     app.extensions["dialwhom"] = runtime
@@ -88,7 +89,7 @@ def _params() -> QueryString:
 
 
 def _decide(endpoint: str):
-    """The decision for this request, never an exception: a bug still gets the config's plan."""
+    """The decision for this request (never an exception: see `RoutingService.answer`)."""
     rt = _runtime()
     # From when the request reached the server (the worker stamps it), so time spent queued
     # for a server thread counts against the budget; else from now.
@@ -96,15 +97,9 @@ def _decide(endpoint: str):
     started = time.monotonic()
     deadline = Deadline((rt.settings.budget_ms - ANSWER_RESERVE_MS) / 1000.0, started=arrived)
     req = parse_request(_params(), rt.settings.default_region, outcome=False)
-    try:
-        decision = rt.service.fallback(req, deadline) if endpoint == "fallback" else rt.service.decide(req, deadline)
-    except Exception:  # the caller is waiting: answer from config, log the bug
-        log.exception("decision failed; answering from config")
-        decision = rt.service.fallback(req, deadline)
-        decision.trace.path = "error-fallback"
+    decision = rt.service.answer(endpoint, req, deadline)
     if arrived is not None:
         decision.trace.queued_ms = (started - arrived) * 1000.0
-    rt.service.metrics.decided(endpoint, decision.trace.path, decision.trace.elapsed_ms / 1000.0)
     if log.isEnabledFor(logging.INFO):  # the line costs ~3 us to build: not when nobody reads it
         log.info("%s endpoint=%s", decision.trace.log_line(req.caller or req.caller_raw), endpoint)
     return decision
@@ -131,7 +126,7 @@ def _plain_answer(endpoint: str) -> Response:
 
 
 def connect() -> Response:
-    """The Connect applet's Dynamic URL: the same decision as JSON (exotel.md §5)."""
+    """The Connect applet's Dynamic URL: the same decision as JSON (docs/exotel.md §5)."""
     decision = _decide("connect")
     numbers = decision.plan.numbers
     if not numbers:
@@ -143,7 +138,7 @@ def connect() -> Response:
 
 
 def passthru() -> Response:
-    """Passthru applet after Connect: remember who talked to the caller (exotel.md §6).
+    """Passthru applet after Connect: remember who talked to the caller (docs/exotel.md §6).
 
     Answers 200 whatever it learnt, so a sync-mode Passthru always takes its 200 branch.
     """
@@ -167,27 +162,11 @@ def healthz() -> Response:
 
 def readyz() -> Response:
     """Ready once config is loaded and connectors are built; detail shows breakers and caches."""
-    rt = _runtime()
-    health = rt.service.health()
-    breakers = health.pop("connectors")
-    detail = {
-        "status": "ready",
-        "config": rt.settings.source,
-        "connectors": [{"id": c.id, "type": c.type_name, "breaker": breakers.get(c.id)} for c in rt.connectors],
-        **health,
-    }
-    return Response(outgoing(json.dumps(detail, indent=1), one_line=False), mimetype="application/json")
+    return Response(outgoing(json.dumps(_runtime().service.readiness(), indent=1), one_line=False), mimetype="application/json")
 
 
 def metrics() -> Response:
-    rt = _runtime()
-    for cid, breaker in rt.service.breakers.items():
-        rt.service.metrics.breaker_open.labels(cid).set(0 if breaker.state == "closed" else 1)
-    for c in rt.connectors:
-        remaining = getattr(c, "rate_limit_remaining", None)
-        if remaining is not None:
-            rt.service.metrics.rate_limit_remaining.labels(c.id).set(remaining)
-    return Response(rt.service.metrics.render(), mimetype="text/plain; version=0.0.4")
+    return Response(_runtime().service.scrape(), mimetype="text/plain; version=0.0.4")
 
 
 #: (rule, view, methods): what Exotel calls, then what operators call

@@ -59,10 +59,6 @@ class Plan:
         """See `pack_plan`."""
         return (tuple((s.number, s.why) for s in self.steps), self.owner_known, self.team, tuple(self.notes))
 
-    def summary(self) -> str:
-        """The plan for logs: reasons with masked numbers."""
-        return " ".join(f"{s.why}={mask(s.number)}" for s in self.steps) or "empty"
-
 
 def pack_plan(plan: Plan) -> tuple:
     """The plan as plain tuples and strings, which the garbage collector does not track.
@@ -125,11 +121,6 @@ def build_plan(settings: Settings, match: Match | None, line: str | None = None,
         steps += [Step(n, f"last-resort:{t}") for t, nums in settings.teams.items() for n in nums]
         steps += [Step(n, "last-resort") for r in settings.reps for n in r.phones]
     return Plan(tuple(_unique(steps)[: settings.max_numbers]), owner_known, team, tuple(notes))
-
-
-def fallback_plan(settings: Settings, line: str | None = None) -> Plan:
-    """The answer from config alone: the line's team, then fallback. Never calls a CRM."""
-    return build_plan(settings, None, line)
 
 
 def _known_team(settings: Settings, name: str | None) -> str | None:

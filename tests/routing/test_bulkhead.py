@@ -70,7 +70,7 @@ def test_a_full_bulkhead_answers_at_once_without_the_connector():
             assert seconds < 0.1, "a refused lookup must not wait"
             assert decision.plan.numbers == [FALLBACK]
             assert "crm[caller]=bulkhead-full" in decision.trace.header()
-        assert service.health()["bulkheads"]["crm"]["refused"] == 6
+        assert service.readiness()["bulkheads"]["crm"]["refused"] == 6
     finally:
         crm.release.set()
         service.close()
