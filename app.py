@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import sys
+import time
 from typing import Any, Mapping
 
 from flask import Flask, Response, current_app, request
@@ -22,7 +23,7 @@ from dialwhom.integrations.runtime import Runtime, build_runtime
 from dialwhom.routing.availability import connect_options
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.ports import Clock
-from dialwhom.routing.phones import mask
+from dialwhom.routing.redact import install_log_redaction, loggable, mask, outgoing, printable
 from dialwhom.routing.request import QueryString, parse_request
 
 log = logging.getLogger("dialwhom")
@@ -30,11 +31,14 @@ log = logging.getLogger("dialwhom")
 #: time kept back from the budget to write the answer
 ANSWER_RESERVE_MS = 25
 TRACE_HEADER = "X-Dialwhom-Trace"
+#: WSGI environ key: `time.monotonic()` when the request reached the server (dialwhom.server)
+ARRIVED_KEY = "dialwhom.arrived"
 TEXT = "text/plain; charset=utf-8"
 
 def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]] | None = None, clock: Clock | None = None) -> Flask:
     """The web app. `config`: a path, a mapping (tests), Settings, or None for the search order;
     `registry`: connector types (default: the installed entry points); `clock`: for tests."""
+    install_log_redaction()  # every log record, from any library, loses URLs' secrets and control characters
     runtime = build_runtime(config, registry=registry, clock=clock)
     _setup_logging(runtime.settings.log_level)
     app = Flask(__name__)
@@ -90,9 +94,15 @@ def _params() -> QueryString:
 def _decide(endpoint: str):
     """The decision for this request (never an exception: see `RoutingService.answer`)."""
     rt = _runtime()
-    deadline = Deadline((rt.settings.budget_ms - ANSWER_RESERVE_MS) / 1000.0)
+    # From when the request reached the server (the worker stamps it), so time spent queued
+    # for a server thread counts against the budget; else from now.
+    arrived = request.environ.get(ARRIVED_KEY)
+    started = time.monotonic()
+    deadline = Deadline((rt.settings.budget_ms - ANSWER_RESERVE_MS) / 1000.0, started=arrived)
     req = parse_request(_params(), rt.settings.default_region, outcome=False)
     decision = rt.service.answer(endpoint, req, deadline)
+    if arrived is not None:
+        decision.trace.queued_ms = (started - arrived) * 1000.0
     if log.isEnabledFor(logging.INFO):  # the line costs ~3 us to build: not when nobody reads it
         log.info("%s endpoint=%s", decision.trace.log_line(req.caller or req.caller_raw), endpoint)
     return decision
@@ -144,7 +154,7 @@ def passthru() -> Response:
     recorded = rt.service.record_outcome(req)
     log.info(
         "passthru call=%s caller=%s status=%s agent=%s recorded=%s",
-        req.call_sid or "-", mask(req.caller or req.caller_raw), req.dial_call_status or "-",
+        printable(req.call_sid), mask(req.caller or req.caller_raw), loggable(req.dial_call_status),
         mask(req.dial_whom_number), recorded,
     )
     return _text("ok\n")
@@ -179,7 +189,7 @@ def healthz() -> Response:
 
 def readyz() -> Response:
     """Ready once config is loaded and connectors are built; detail shows breakers and caches."""
-    return Response(json.dumps(_runtime().service.readiness(), indent=1), mimetype="application/json")
+    return Response(outgoing(json.dumps(_runtime().service.readiness(), indent=1), one_line=False), mimetype="application/json")
 
 
 def metrics() -> Response:

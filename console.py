@@ -25,11 +25,10 @@ from markupsafe import Markup
 from dialwhom.integrations.runtime import Runtime
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.metrics import Metrics
-from dialwhom.routing.phones import mask
+from dialwhom.routing.redact import mask, scrub
 from dialwhom.routing.recent import Bucket, merge, minutes
 from dialwhom.routing.request import parse_request
 from dialwhom.routing.service import Decision, RoutingService
-from dialwhom.routing.trace import scrub
 
 COOKIE = "dialwhom_console"
 #: a signed-in session lasts this long

@@ -18,9 +18,8 @@ import threading
 from collections import deque
 from typing import Any, Iterable
 
-from dialwhom.routing.phones import mask
+from dialwhom.routing.redact import mask, scrub
 from dialwhom.routing.ports import SystemClock
-from dialwhom.routing.trace import scrub
 
 log = logging.getLogger("dialwhom.recent")
 

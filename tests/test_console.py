@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sample import ASHA, ASHA_CUSTOMER, FALLBACK, MEERA, NORTH2, NORTH3, sample_config
 
-from dialwhom.routing.phones import mask
+from dialwhom.routing.redact import mask
 from dialwhom.routing.recent import RecentDecisions
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from sample import ASHA, ASHA_CUSTOMER, sample_config
 from werkzeug.serving import make_server
 
 from dialwhom.app import create_app
-from dialwhom.routing.phones import mask
+from dialwhom.routing.redact import mask
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

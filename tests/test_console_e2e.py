@@ -15,7 +15,7 @@ import requests
 import yaml
 from sample import ASHA, ASHA_CUSTOMER, sample_config
 
-from dialwhom.routing.phones import mask
+from dialwhom.routing.redact import mask
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSOLE_TOKEN = "gunicorn-console-0123456789abcdef"
