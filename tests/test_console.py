@@ -18,35 +18,28 @@ EXOTEL_TOKEN = "exotel-token-0123456789abcdef"
 PAGES = ("/console/live", "/console/now", "/console/charts", "/console/try")
 APIS = ("/console/api/decisions", "/console/api/now")
 
-
 def config(**extra):
     return sample_config(console_token=CONSOLE_TOKEN, token=EXOTEL_TOKEN,
                          connectors=[{"id": "accounts", "type": "directory", "path": str(ROOT / "examples" / "accounts.csv")}], **extra)
-
 
 @pytest.fixture
 def app(make_app):
     return make_app(config())
 
-
 def sign_in(client, token=CONSOLE_TOKEN):
     return client.post("/console/login", data={"token": token})
-
 
 def csrf(client, page="/console/try") -> str:
     return re.search(r'name="csrf" value="([^"]+)"', client.get(page).get_data(as_text=True)).group(1)
 
-
 def call(client, caller=ASHA_CUSTOMER, sid="call-1", **extra):
     return client.get("/exotel/dial-whom", query_string={"token": EXOTEL_TOKEN, "CallSid": sid, "CallFrom": caller, **extra})
-
 
 def test_no_console_token_means_no_console(make_app):
     client = make_app(sample_config()).test_client()
     for path in ("/console", "/console/login", "/console/live", "/console/api/decisions"):
         assert client.get(path).status_code == 404
     assert client.post("/console/login", data={"token": "x" * 30}).status_code == 404
-
 
 def test_pages_need_a_session(app):
     client = app.test_client()
@@ -57,7 +50,6 @@ def test_pages_need_a_session(app):
         assert client.get(api).status_code == 401
     assert client.get("/console/login").status_code == 200
 
-
 def test_wrong_token_is_refused_and_sets_no_cookie(app):
     client = app.test_client()
     resp = sign_in(client, "wrong-token-0123456789abcdef")
@@ -67,7 +59,6 @@ def test_wrong_token_is_refused_and_sets_no_cookie(app):
     assert client.get("/console/api/decisions").status_code == 401
     # the Exotel token is not the console token
     assert sign_in(client, EXOTEL_TOKEN).status_code == 403
-
 
 def test_sign_in_sets_a_signed_httponly_strict_cookie_without_the_token(app):
     client = app.test_client()
@@ -81,14 +72,12 @@ def test_sign_in_sets_a_signed_httponly_strict_cookie_without_the_token(app):
     secure = app.test_client()
     assert "Secure" in secure.post("/console/login", data={"token": CONSOLE_TOKEN}, base_url="https://localhost").headers["Set-Cookie"]
 
-
 def test_a_forged_or_tampered_cookie_is_refused(app):
     client = app.test_client()
     sign_in(client)
     good = client.get_cookie("dialwhom_console", path="/console").value
     client.set_cookie("dialwhom_console", good[:-2] + ("AA" if not good.endswith("AA") else "BB"), path="/console")
     assert client.get("/console/api/decisions").status_code == 401
-
 
 def test_a_cookie_from_another_console_token_is_refused(make_app):
     other = make_app(sample_config(console_token="another-secret-0123456789")).test_client()
@@ -97,7 +86,6 @@ def test_a_cookie_from_another_console_token_is_refused(make_app):
     client = make_app(config()).test_client()
     client.set_cookie("dialwhom_console", cookie, path="/console")
     assert client.get("/console/api/decisions").status_code == 401
-
 
 def test_sign_out_ends_the_session_and_needs_the_csrf_token(app):
     client = app.test_client()
@@ -110,7 +98,6 @@ def test_sign_out_ends_the_session_and_needs_the_csrf_token(app):
     client.set_cookie("dialwhom_console", cookie, path="/console")  # the old cookie replayed
     assert client.get("/console/api/decisions").status_code == 401
 
-
 def test_security_headers(app):
     client = app.test_client()
     sign_in(client)
@@ -118,7 +105,6 @@ def test_security_headers(app):
     assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
     assert resp.headers["Cache-Control"] == "no-store"
-
 
 def test_a_call_appears_in_the_live_json_with_its_reasons(app):
     client = app.test_client()
@@ -139,7 +125,6 @@ def test_a_call_appears_in_the_live_json_with_its_reasons(app):
     assert "answer path: fresh" in page
     assert client.get("/console/api/decisions/nope").status_code == 404
 
-
 def test_filters(app):
     client = app.test_client()
     sign_in(client)
@@ -152,7 +137,6 @@ def test_filters(app):
     assert paths(team="north") == ["repeat", "fresh"]
     assert paths(connector="accounts") == ["not-found", "fresh"]  # the repeat asked no connector
     assert paths(connector="nobody") == []
-
 
 def test_the_ring_is_bounded_newest_first():
     from types import SimpleNamespace
@@ -176,7 +160,6 @@ def test_the_ring_is_bounded_newest_first():
     assert [e["call"] for e in recent.entries()] == ["c4", "c3", "c2"]
     minute = recent.buckets()[100 // 60]
     assert minute.answers == 5 and minute.paths == {"not-found": 5} and minute.owner_first == 0
-
 
 def test_try_a_number_gives_the_clis_plan_and_records_nothing(app, capsys, tmp_path):
     from dialwhom.cli import main
@@ -202,7 +185,6 @@ def test_try_a_number_gives_the_clis_plan_and_records_nothing(app, capsys, tmp_p
     assert untimed(shown) == untimed(masked)
     assert f"1. {mask(ASHA)}  (owner)" in shown and mask(NORTH2) in shown and mask(NORTH3) in shown
 
-
 def test_try_a_number_needs_csrf_and_reports_bad_input(app):
     client = app.test_client()
     sign_in(client)
@@ -211,7 +193,6 @@ def test_try_a_number_needs_csrf_and_reports_bad_input(app):
     assert "is not a phone number" in page
     page = client.post("/console/try", data={"csrf": csrf(client)}).get_data(as_text=True)
     assert "give a number" in page
-
 
 def test_now_shows_people_teams_connectors_and_caches(app):
     client = app.test_client()
@@ -227,7 +208,6 @@ def test_now_shows_people_teams_connectors_and_caches(app):
     assert doc["config"]["file"] == "<dict>"
     assert "<svg" in client.get("/console/charts").get_data(as_text=True)
 
-
 def test_charts_count_answers_and_owner_first(app):
     client = app.test_client()
     sign_in(client)
@@ -237,7 +217,6 @@ def test_charts_count_answers_and_owner_first(app):
     assert page.count("<svg") == 6
     assert "1 of 2 new calls" in page
     assert "fresh 1" in page and "not-found 1" in page
-
 
 def test_no_full_number_or_secret_anywhere(app):
     client = app.test_client()
@@ -256,7 +235,6 @@ def test_no_full_number_or_secret_anywhere(app):
             assert n.lstrip("+")[-10:] not in body, n
         for s in secrets:
             assert s not in body
-
 
 def test_recent_decisions_are_shared_through_redis(make_app, redis_client):
     client, prefix = redis_client
@@ -277,7 +255,6 @@ def test_recent_decisions_are_shared_through_redis(make_app, redis_client):
     raw = b"".join(client.lrange(prefix + "recent", 0, -1))
     assert b"9876543210" not in raw  # masked in Redis too
 
-
 def test_redis_down_shows_this_instances_own_list(make_app):
     app = make_app(config(shared_state={"url": "redis://127.0.0.1:1/0", "timeout_ms": 20}))
     client = app.test_client()
@@ -288,14 +265,12 @@ def test_redis_down_shows_this_instances_own_list(make_app):
     assert entry["path"] == "fresh"
     assert app.extensions["dialwhom"].service.recent.redis_errors >= 1
 
-
 def test_console_token_must_be_long():
     from dialwhom.routing.config import ConfigError, from_mapping
 
     with pytest.raises(ConfigError, match="console_token"):
         from_mapping({"console_token": "short"})
     assert repr(from_mapping({"console_token": CONSOLE_TOKEN}).console_token) == "Secret('co***')"
-
 
 def test_the_console_follows_the_runtime_it_finds_per_request(make_app):
     """A reload swaps the runtime whole: dropping console_token closes the console at once."""
@@ -314,9 +289,7 @@ def test_the_console_follows_the_runtime_it_finds_per_request(make_app):
         app.extensions["dialwhom"].close()
         app.extensions["dialwhom"] = old
 
-
 # -- with availability (routing/availability.py): Now shows it, Try a number takes a moment ------
-
 
 def avail_config():
     cfg = config(timezone="Asia/Kolkata", schedules={"office": {"mon-fri": "09:30-18:30"}})
@@ -324,10 +297,8 @@ def avail_config():
     cfg["reps"][0]["away"] = [{"from": "2026-11-20", "to": "2026-12-05"}]
     return cfg
 
-
 def availability_now(client) -> dict[str, str]:
     return {p["phones"][0]: p["availability"] for p in client.get("/console/api/now").get_json()["people"]}
-
 
 def test_now_shows_each_agents_availability(make_app, clock):
     app = make_app(avail_config(), clock=clock)  # the fake clock: Tue 2026-12-01 15:30 in Kolkata
@@ -343,7 +314,6 @@ def test_now_shows_each_agents_availability(make_app, clock):
     assert availability_now(client)[mask(NORTH3)] == "busy since 15:30"
     clock.advance(6 * 3600)  # 21:31 in Kolkata; the busy mark has lapsed (busy_ttl_s)
     assert availability_now(client)[mask(NORTH3)] == "outside hours 'office'"
-
 
 def test_try_a_number_at_a_moment_is_lookup_at(make_app, capsys, tmp_path):
     import yaml
@@ -366,7 +336,6 @@ def test_try_a_number_at_a_moment_is_lookup_at(make_app, capsys, tmp_path):
     bad = client.post("/console/try", data={"csrf": csrf(client), "number": ASHA_CUSTOMER, "at": "tomorrow-ish"}).get_data(as_text=True)
     assert 'id="try-error"' in bad
 
-
 def test_a_skipped_owner_is_in_the_live_entry_with_the_reason(make_app, clock):
     client = make_app(avail_config(), clock=clock).test_client()  # Asha is away until 2026-12-05
     sign_in(client)
@@ -375,3 +344,26 @@ def test_a_skipped_owner_is_in_the_live_entry_with_the_reason(make_app, clock):
     assert entry["first"]["why"] != "owner"
     assert any("away until 2026-12-05" in s for s in entry["skips"]), entry["skips"]
     assert "skipped: " in client.get("/console/live").get_data(as_text=True)
+
+# -- with operations (integrations/reload.py): config version and the last reload on Now ---------
+
+def test_now_shows_the_config_version_and_the_last_reload(make_app):
+    app = make_app(config())
+    if "dialwhom.reload" not in app.extensions:
+        pytest.skip("this app has no reloads yet (issue 14: integrations/reload.py)")
+    client = app.test_client()
+    sign_in(client)
+    first = client.get("/console/api/now").get_json()["config"]
+    assert first["version"] == app.extensions["dialwhom"].settings.version and first["last_reload"] is None
+    bad = config(fallback=["+91 98000 0000"])  # one digit short: refused, and quoted in the error
+    assert app.extensions["dialwhom.reload"].reload(bad)["ok"] is False
+    refused = client.get("/console/api/now").get_json()["config"]
+    assert refused["version"] == first["version"] and refused["last_reload"]["ok"] is False
+    assert refused["last_reload"]["key"].startswith("fallback")
+    page = client.get("/console/now").get_data(as_text=True)
+    assert "980000000" not in page and "98000 0000" not in page
+    assert app.extensions["dialwhom.reload"].reload(config(max_numbers=3))["ok"] is True
+    after = client.get("/console/api/now").get_json()["config"]
+    assert after["version"] != first["version"] and after["last_reload"]["ok"] is True
+    assert client.get("/console/api/decisions").status_code == 200  # the swapped runtime serves the console
+
