@@ -366,4 +366,3 @@ def test_now_shows_the_config_version_and_the_last_reload(make_app):
     after = client.get("/console/api/now").get_json()["config"]
     assert after["version"] != first["version"] and after["last_reload"]["ok"] is True
     assert client.get("/console/api/decisions").status_code == 200  # the swapped runtime serves the console
-
