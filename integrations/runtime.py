@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from dialwhom.integrations.base import Connector
 from dialwhom.integrations.registry import ConnectorType, build_connectors
 from dialwhom.routing import config as config_mod
-from dialwhom.routing.config import Settings
+from dialwhom.routing.config import ConnectorSettings, Settings
 from dialwhom.routing.service import RoutingService
 
 log = logging.getLogger("dialwhom")
@@ -25,6 +25,12 @@ class Runtime:
     settings: Settings
     connectors: list[Connector]
     service: RoutingService
+    #: the config entry each connector was built from (same order): what a reload compares
+    specs: tuple[ConnectorSettings, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.specs:
+            self.specs = tuple(cs for cs in self.settings.connectors if cs.enabled)
 
     def close(self) -> None:
         self.service.close()
@@ -49,6 +55,11 @@ def build_runtime(
     connectors = build_connectors(settings, registry)
     if not settings.fallback:
         log.warning("config has no 'fallback' numbers: an unknown caller on a line without a team gets no answer")
+    return Runtime(settings, connectors, RoutingService(settings, connectors, shared=make_shared(settings)))
+
+
+def make_shared(settings: Settings):
+    """The Redis shared state the settings ask for (None without ``shared_state``)."""
     shared = None
     if settings.shared_state is not None:
         from dialwhom.routing.shared import RedisState
@@ -62,4 +73,4 @@ def build_runtime(
         )
         if not shared.ping():
             log.warning("shared_state: Redis at %s does not answer; each instance answers from its own memory until it does", settings.shared_state.url.split("@")[-1])
-    return Runtime(settings, connectors, RoutingService(settings, connectors, shared=shared))
+    return shared

@@ -79,6 +79,20 @@ class LookupCache:
         for m in (self._positive, self._negative, self._stale):
             m.clear()
 
+    def drop(self, keep: Callable[[str], bool]) -> int:
+        """Forget every answer (stale ones too) whose key `keep` rejects; how many went."""
+        return sum(m.drop(keep) for m in (self._positive, self._negative, self._stale))
+
+    def drop_connector(self, connector_id: str) -> int:
+        """Forget one connector's answers (its settings or its data changed)."""
+        prefix = connector_id + "|"
+        return self.drop(lambda key: not key.startswith(prefix))
+
+    def drop_query(self, query_key: str) -> int:
+        """Forget every connector's answer for one query key (``phone:+91…``)."""
+        suffix = "|" + query_key
+        return self.drop(lambda key: not key.endswith(suffix))
+
 
 class SingleFlight(Generic[T]):
     """Concurrent callers of one key share one running call.
@@ -223,6 +237,13 @@ class TTLMap:
 
     def clear(self) -> None:
         self._data.clear()
+
+    def drop(self, keep: Callable[[Hashable], bool]) -> int:
+        """Remove the entries whose key `keep` rejects (off the answer path: reloads, forget)."""
+        gone = [key for key in list(self._data) if not keep(key)]
+        for key in gone:
+            self._data.pop(key, None)
+        return len(gone)
 
     def _evict(self) -> None:
         with self._lock:

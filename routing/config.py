@@ -12,6 +12,8 @@ schema when the registry builds them.
 from __future__ import annotations
 
 import atexit
+import hashlib
+import json
 import os
 import re
 from contextlib import ExitStack
@@ -117,6 +119,15 @@ class Settings:
     check_number: str | None = None
     source: str = "<dict>"
     base_dir: Path = field(default_factory=Path.cwd)
+    # -- operations (issue 14) --
+    #: ``text`` or ``json`` (one JSON object per line)
+    log_format: str = "text"
+    #: optional secret for /metrics, /readyz and the operator endpoints (``Authorization: Bearer``)
+    ops_token: str | None = None
+    #: proxies in front that set X-Forwarded-For/-Proto/-Host (werkzeug ProxyFix); 0 = none
+    trusted_proxies: int = 0
+    #: short hash of the validated config, shown in /readyz and every trace
+    version: str = ""
 
     def __post_init__(self) -> None:
         # Lookups by owner identity and by number, derived once (the settings never change).
@@ -215,10 +226,7 @@ def from_mapping(
     def number(key: str, value: Any) -> str:
         if not isinstance(value, (str, int)) or not str(value).strip():
             raise ConfigError(key, "expected a phone number as a string, e.g. \"+919800000001\"")
-        parsed = parse_config_number(str(value), region)
-        if parsed is None:
-            raise ConfigError(key, f"'{value}' is not a phone number (write it in E.164, e.g. +919800000001, or as sip:<id>)")
-        return parsed
+        return _ringable(key, str(value), region)
 
     def numbers(key: str, value: Any) -> tuple[str, ...]:
         items = value if isinstance(value, list) else [value]
@@ -324,6 +332,12 @@ def from_mapping(
             raise ConfigError("shared_state.url", "required: a Redis URL such as redis://127.0.0.1:6379/0 (or rediss://, unix://)")
         shared = SharedStateSettings(url, sv.str("prefix", "dialwhom:"), sv.int("timeout_ms", 100, 5, 1000))
         sv.no_unknown()
+    log_format = v.str("log_format", "text").lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError("log_format", f"'{log_format}' is not one of text, json")
+    ops_token = v.str("ops_token", "") or None
+    if ops_token is not None and len(ops_token) < 16:
+        raise ConfigError("ops_token", "use at least 16 random characters (best from ${DIALWHOM_OPS_TOKEN})")
     settings = Settings(
         default_region=region,
         budget_ms=budget,
@@ -343,9 +357,42 @@ def from_mapping(
         check_number=_check_number(v.str("check_number", ""), region),
         source=source,
         base_dir=base_dir or Path.cwd(),
+        log_format=log_format,
+        ops_token=ops_token,
+        trusted_proxies=v.int("trusted_proxies", 0, 0, 5),
+        version=config_version(data),
     )
     v.no_unknown()
     return settings
+
+
+def config_version(data: Mapping[str, Any]) -> str:
+    """A short hash of the config as validated (after ``${ENV}``): equal configs, equal versions."""
+    canonical = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+#: written after a number, it means "ring this as written": a range phonenumbers does not know yet
+UNCHECKED_MARK = "!"
+
+
+def _ringable(key: str, value: str, region: str) -> str:
+    """A config number in E.164 (or a ``sip:`` id) that phonenumbers says can ring.
+
+    A number of a possible length but not valid (one digit short or long) would be sent to
+    Exotel and never ring: a config error, unless written with a trailing ``!``.
+    """
+    text = value.strip()
+    unchecked = text.endswith(UNCHECKED_MARK)
+    if unchecked:
+        text = text[:-1].rstrip()
+    parsed = parse_config_number(text, region)
+    if parsed is None:
+        raise ConfigError(key, f"'{value}' is not a phone number (write it in E.164, e.g. +919800000001, or as sip:<id>)")
+    if unchecked or parsed.startswith("sip:") or phonenumbers.is_valid_number(phonenumbers.parse(parsed)):
+        return parsed
+    raise ConfigError(key, f"'{value}' cannot ring: it is not a valid number for its country (a digit short or long?); "
+                      f"if it really is in use, write it with a trailing '{UNCHECKED_MARK}' (\"{text}{UNCHECKED_MARK}\") to skip this check")
 
 
 def _log_level(value: str) -> str:
@@ -358,10 +405,7 @@ def _log_level(value: str) -> str:
 def _check_number(value: str, region: str) -> str | None:
     if not value:
         return None
-    parsed = parse_config_number(value, region)
-    if parsed is None:
-        raise ConfigError("check_number", f"'{value}' is not a phone number")
-    return parsed
+    return _ringable("check_number", value, region)
 
 
 def _substitute(value: Any, environ: Mapping[str, str], key: str) -> Any:

@@ -76,6 +76,10 @@ class RoutingService:
         self.shared = shared
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="dialwhom-lookup")
 
+    def close_pool(self) -> None:
+        """Stop the lookup threads once idle (a reload retires this service, not its connectors)."""
+        self._executor.shutdown(wait=False)
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         for c in self.connectors:
@@ -148,6 +152,7 @@ class RoutingService:
         if plan.notes:
             trace.notes.extend(plan.notes)
         trace.elapsed_ms = deadline.elapsed_ms()
+        trace.config = self.settings.version
         return Decision(plan, trace)
 
     def _compute(self, req: ExotelRequest, deadline: Deadline, trace: Trace) -> Plan:

@@ -54,6 +54,7 @@ class Trace:
     notes: list[str] = field(default_factory=list)
     plan: str = ""
     elapsed_ms: float = 0.0
+    config: str = ""  # the config version that answered (Settings.version)
 
     def add(self, connector: str, key: str, outcome: str, ms: float = 0.0, detail: str = "") -> None:
         self.steps.append(Step(connector, key, outcome, ms, detail))
@@ -69,6 +70,8 @@ class Trace:
             parts.append(s.short().replace(";", ","))
         parts.append("plan=" + self.plan)
         parts.append(f"{self.elapsed_ms:.0f}ms")
+        if self.config:
+            parts.append("cfg=" + self.config)
         text = "; ".join(parts)
         if not text.isascii():
             text = text.encode("ascii", "replace").decode()
@@ -80,7 +83,7 @@ class Trace:
         notes = (" notes=" + scrub(" / ".join(self.notes))) if self.notes else ""
         return (
             f"decision call={self.call_sid or '-'} caller={mask(caller)} path={self.path} key={self.key or '-'} "
-            f"via={self.connector or '-'} plan=[{self.plan}] steps=[{steps}] elapsed_ms={self.elapsed_ms:.1f}{notes}"
+            f"via={self.connector or '-'} plan=[{self.plan}] steps=[{steps}] elapsed_ms={self.elapsed_ms:.1f} cfg={self.config or '-'}{notes}"
         )
 
     def explain(self) -> list[str]:
@@ -91,5 +94,5 @@ class Trace:
         for n in self.notes:
             lines.append(f"  note: {scrub(n)}")
         lines.append(f"plan: {self.plan}")
-        lines.append(f"decided in {self.elapsed_ms:.1f} ms")
+        lines.append(f"decided in {self.elapsed_ms:.1f} ms" + (f" (config {self.config})" if self.config else ""))
         return lines

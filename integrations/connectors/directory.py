@@ -68,6 +68,11 @@ class DirectoryConnector(Connector):
         index = self._current()
         return f"{index.rows} accounts, {len(index.by_phone)} phone numbers from {self.path.name}"
 
+    def data_version(self) -> float:
+        """The file's modification time as last read (re-read first if it changed): the
+        framework drops this connector's cached answers when it moves."""
+        return self._current().mtime
+
     def _current(self) -> _Index:
         if not self.options["reload"]:
             return self._index

@@ -1,0 +1,117 @@
+"""What operators do to a running service besides reloading: forget a caller, and the watcher.
+
+`forget_caller` drops one caller's cached owner from this process (every connector's fresh,
+negative and stale answers, the last agent) and from Redis. With several workers the request
+is posted to the run directory and each worker's `Watcher` applies it within a tick.
+
+The `Watcher` is one daemon thread per app, ticking about once a second, off the answer path:
+a connector whose data changed (the ``directory`` CSV re-read: its ``data_version()``) loses
+its cached answers; forget requests from other workers are applied; queued metrics are
+written out (multiprocess mode) and the breaker gauges set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from typing import Any
+
+from dialwhom.integrations.rundir import RunDir, caller_digest
+from dialwhom.integrations.runtime import Runtime
+
+log = logging.getLogger("dialwhom.ops")
+
+KEY = "dialwhom"
+#: seconds between ticks; tests shorten it with $DIALWHOM_WATCH_S
+TICK_S = float(os.environ.get("DIALWHOM_WATCH_S", "1.0"))
+
+
+def forget_caller(runtime: Runtime, e164: str) -> dict[str, Any]:
+    """Drop what this process (and Redis) remembers about one caller's owner."""
+    service = runtime.service
+    report: dict[str, Any] = {
+        "cached_answers": service.cache.drop_query(f"phone:{e164}"),
+        "last_agent": service.last_agents.forget(e164),
+        "redis": None,
+    }
+    if service.shared is not None:
+        try:
+            report["redis"] = service.shared.forget_caller(e164)
+        except Exception as exc:  # reported to the operator, who can retry
+            report["redis"] = f"failed: {type(exc).__name__}"
+    return report
+
+
+def forget_digest(runtime: Runtime, digest: str) -> int:
+    """`forget_caller` for a caller known only by `caller_digest` (another worker's request)."""
+    def keep(key) -> bool:
+        number = key.split("|phone:", 1)[1] if isinstance(key, str) and "|phone:" in key else key
+        return not (isinstance(number, str) and caller_digest(number) == digest)
+
+    return runtime.service.cache.drop(keep) + runtime.service.last_agents.drop(keep)
+
+
+def update_gauges(runtime: Runtime) -> None:
+    """Breaker and rate-limit gauges from the connectors' current state."""
+    m = runtime.service.metrics
+    for cid, breaker in runtime.service.breakers.items():
+        m.breaker_open.labels(cid).set(0 if breaker.state == "closed" else 1)
+    for c in runtime.connectors:
+        remaining = getattr(c, "rate_limit_remaining", None)
+        if remaining is not None:
+            m.rate_limit_remaining.labels(c.id).set(remaining)
+
+
+class Watcher:
+    """The per-app housekeeping tick (see the module docstring)."""
+
+    def __init__(self, app: Any, run_dir: RunDir | None = None):
+        """`app`: the Flask app (held weakly: the thread ends with it)."""
+        self._app = weakref.ref(app)
+        self.run_dir = run_dir
+        self._versions: dict[str, tuple[int, Any]] = {}
+        self._seen: set[str] = set()
+        self._stop = threading.Event()
+
+    def tick(self) -> None:
+        app = self._app()
+        if app is None:
+            self._stop.set()
+            return
+        rt: Runtime = app.extensions[KEY]
+        del app
+        for c in rt.connectors:
+            data_version = getattr(c, "data_version", None)
+            if data_version is None:
+                continue
+            try:
+                version = data_version()
+            except Exception:  # the connector reports its own read errors
+                continue
+            before = self._versions.get(c.id)
+            if before is not None and before[0] == id(c) and before[1] != version:
+                dropped = rt.service.cache.drop_connector(c.id)
+                log.info("connector %s: data changed; %d cached answers dropped", c.id, dropped)
+            self._versions[c.id] = (id(c), version)
+        if self.run_dir is not None:
+            for digest in self.run_dir.forget_requests(self._seen):
+                forget_digest(rt, digest)
+        if rt.service.metrics.multiprocess:
+            update_gauges(rt)
+            rt.service.metrics.flush()
+
+    def start(self, interval: float = TICK_S) -> "Watcher":
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.tick()
+                except Exception:
+                    log.exception("watcher tick failed")
+
+        threading.Thread(target=loop, name="dialwhom-watcher", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
