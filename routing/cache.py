@@ -80,8 +80,8 @@ class LookupCache:
             m.clear()
 
     def drop(self, keep: Callable[[str], bool]) -> int:
-        """Forget every answer (stale ones too) whose key `keep` rejects; how many went."""
-        return sum(m.drop(keep) for m in (self._positive, self._negative, self._stale))
+        """Forget every answer (stale ones too) whose key `keep` rejects; how many keys went."""
+        return len({key for m in (self._positive, self._negative, self._stale) for key in m.drop(keep)})
 
     def drop_connector(self, connector_id: str) -> int:
         """Forget one connector's answers (its settings or its data changed)."""
@@ -238,12 +238,13 @@ class TTLMap:
     def clear(self) -> None:
         self._data.clear()
 
-    def drop(self, keep: Callable[[Hashable], bool]) -> int:
-        """Remove the entries whose key `keep` rejects (off the answer path: reloads, forget)."""
+    def drop(self, keep: Callable[[Hashable], bool]) -> list[Hashable]:
+        """Remove the entries whose key `keep` rejects; their keys (off the answer path:
+        reloads, forget)."""
         gone = [key for key in list(self._data) if not keep(key)]
         for key in gone:
             self._data.pop(key, None)
-        return len(gone)
+        return gone
 
     def _evict(self) -> None:
         with self._lock:

@@ -35,7 +35,7 @@ class LastAgents:
 
     def drop(self, keep) -> int:
         """Forget the callers `keep` rejects (see `TTLMap.drop`)."""
-        return self._agents.drop(keep)
+        return len(self._agents.drop(keep))
 
     def __len__(self) -> int:
         return len(self._agents)
