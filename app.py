@@ -120,7 +120,7 @@ def _decide(rt: Runtime, params, endpoint: str):
         decision.trace.path = "error-fallback"
     rt.service.metrics.decided(endpoint, decision.trace.path, decision.trace.elapsed_ms / 1000.0)
     if decision_log.isEnabledFor(logging.INFO):  # built by the log writer thread, not here (dialwhom.logs)
-        decision_log.info(logs.DecisionMessage(decision.trace, req.caller or req.caller_raw, endpoint))
+        logs.log_decision(decision_log, decision.trace, req.caller or req.caller_raw, endpoint)
     return decision
 
 

@@ -58,11 +58,49 @@ class DecisionMessage:
         }
 
 
+_SECOND: list = [-1, ""]  # the last whole second formatted, and its text
+
+
+def timestamp(created: float) -> str:
+    """UTC ISO 8601 to the millisecond; the seconds part formatted once per second."""
+    whole = int(created)
+    if whole != _SECOND[0]:
+        _SECOND[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _SECOND[0] = whole
+    return f"{_SECOND[1]}.{int((created - whole) * 1000):03d}Z"
+
+
+def log_decision(logger: logging.Logger, trace: Any, caller: str | None, endpoint: str) -> None:
+    """The decision line of one answer (the caller checked ``isEnabledFor(INFO)``).
+
+    Through `setup`'s handler it costs the request one deque append: no LogRecord (finding the
+    caller's frame, thread and process names: more than the rest of a cached answer's logging),
+    no formatting; the writer thread does the rest. Elsewhere (tests, embedders with their own
+    handlers) it is an ordinary ``logger.info``.
+    """
+    handler = _handler
+    if handler is not None and handler.direct:
+        handler.queue.append((time.time(), DecisionMessage(trace, caller, endpoint)))
+        if handler.pid != os.getpid():
+            handler.start()
+    else:
+        logger.info(DecisionMessage(trace, caller, endpoint))
+
+
 class Formatter(logging.Formatter):
     """Text or JSON, as `set_format` last said; UTC ISO 8601 timestamps to the millisecond."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        return timestamp(record.created)
+
+    def format_decision(self, created: float, msg: DecisionMessage) -> str:
+        """A queued decision line (`log_decision`), as `format` would write its record."""
+        if not _STATE["json"]:
+            return f"{timestamp(created)} INFO dialwhom.decision {msg}"
+        obj: dict[str, Any] = {"ts": timestamp(created), "level": "INFO", "logger": "dialwhom.decision"}
+        obj.update(msg.fields())
+        obj["msg"] = str(msg)
+        return json.dumps(obj, default=str)
 
     def format(self, record: logging.LogRecord) -> str:
         if not _STATE["json"]:
@@ -86,12 +124,15 @@ class Formatter(logging.Formatter):
 class BatchHandler(logging.Handler):
     """Queues records (no lock, no I/O on the caller's thread); a thread writes them in batches."""
 
-    def __init__(self, stream=None, flush_s: float = FLUSH_S):
+    def __init__(self, stream=None, flush_s: float = FLUSH_S, *, direct: bool = True):
         super().__init__()
         self.stream = stream
         self.flush_s = flush_s
-        self._queue: deque[logging.LogRecord] = deque()
-        self._pid = -1
+        #: records, and (time, DecisionMessage) pairs queued by `log_decision`
+        self.queue: deque = deque()
+        #: accept decision lines straight from `log_decision` (no LogRecord)
+        self.direct = direct
+        self.pid = -1
         self._wake = threading.Event()
         self.setFormatter(Formatter())
         atexit.register(self.flush)
@@ -99,18 +140,19 @@ class BatchHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
         if record.levelno < self.level:
             return False
-        self._queue.append(record)  # atomic under the GIL
-        if self._pid != os.getpid():  # first record in this process (or after a fork)
-            self._start()
+        self.queue.append(record)  # atomic under the GIL
+        if self.pid != os.getpid():  # first record in this process (or after a fork)
+            self.start()
         return True
 
     emit = handle  # type: ignore[assignment]
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """The writer thread of this process (again after a fork: threads do not survive it)."""
         with self.lock:
-            if self._pid == os.getpid():
+            if self.pid == os.getpid():
                 return
-            self._pid = os.getpid()
+            self.pid = os.getpid()
             threading.Thread(target=self._run, name="dialwhom-log", daemon=True).start()
 
     def _run(self) -> None:
@@ -120,16 +162,17 @@ class BatchHandler(logging.Handler):
 
     def flush(self) -> None:
         """Write everything queued, in one write."""
-        if not self._queue:
+        if not self.queue:
             return
         with self.lock:
             lines = []
-            while self._queue:
-                record = self._queue.popleft()
+            formatter = self.formatter if isinstance(self.formatter, Formatter) else Formatter()
+            while self.queue:
+                item = self.queue.popleft()
                 try:
-                    lines.append(self.format(record))
+                    lines.append(formatter.format_decision(*item) if isinstance(item, tuple) else self.format(item))
                 except Exception:  # a bad record must not stop the others
-                    lines.append(f"(unformattable log record from {record.name})")
+                    lines.append(f"(unformattable log record from {getattr(item, 'name', 'dialwhom.decision')})")
             stream = self.stream or sys.stderr
             try:
                 stream.write("\n".join(lines) + "\n")

@@ -27,7 +27,7 @@ for p in (str(HERE.parent), str(HERE)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-APPS = ("bare", "dialwhom", "dialwhom-repeat")
+APPS = ("bare", "dialwhom", "dialwhom-info", "dialwhom-repeat")
 
 
 def serve(which: str, n: int) -> None:
@@ -39,7 +39,7 @@ def serve(which: str, n: int) -> None:
 
         app = create_app()
     else:
-        app = build_dialwhom(Path(tempfile.mkdtemp()), 200)
+        app = build_dialwhom(Path(tempfile.mkdtemp()), 200, log_level="INFO" if which == "dialwhom-info" else "WARNING")
         for p in paths(200, 200, offset=1):  # every caller in the lookup cache
             call(app, p)
     ps = paths(n + 200, 200, offset=5)
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     for app in APPS:
         print(f"  {app:<16} {per[app]:9,.0f}")
     print(f"  dialwhom adds {per['dialwhom'] - per['bare']:,.0f} per cached answer ({per['dialwhom'] / per['bare']:.2f}x bare Flask);"
-          f" {per['dialwhom-repeat'] - per['bare']:,.0f} per repeat request of a call")
+          f" {per['dialwhom-repeat'] - per['bare']:,.0f} per repeat request of a call;"
+          f" log_level INFO (a decision line per answer) adds {per['dialwhom-info'] - per['dialwhom']:,.0f} more")
     return 0
 
 

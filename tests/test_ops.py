@@ -405,3 +405,21 @@ def test_check_json_prints_json_on_stdout_even_for_a_config_error(tmp_path):
 def test_reload_without_a_running_service_says_so(tmp_path):
     out = _cli("reload", "--run-dir", str(tmp_path / "none"))
     assert out.returncode == 2 and "no running 'dialwhom serve'" in out.stderr
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_queued_decision_line_is_written_as_its_log_record_would_be(fmt):
+    trace = Trace(call_sid="CA2", path="fresh", plan="owner", config="abc")
+    msg = logs.DecisionMessage(trace, "+919876543210", "connect")
+    record = _record(msg)
+    out = io.StringIO()
+    handler = logs.BatchHandler(out, flush_s=3600)
+    handler.queue.append((record.created, msg))
+    logs.set_format(fmt)
+    try:
+        handler.flush()
+        expected = logs.Formatter().format(record)
+    finally:
+        logs.set_format("text")
+    assert out.getvalue() == expected + "\n"
+    assert "9876543210" not in expected
