@@ -12,7 +12,6 @@ settings, never from a file that may have gone bad since.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -59,14 +58,6 @@ class ServeState:
         return True
 
 
-def _freeze_startup_objects() -> None:
-    """Move everything built at startup (modules, Flask, config, phone metadata) out of the
-    garbage collector's sight, so a full collection, which holds the GIL while every request
-    waits, walks only what requests created."""
-    gc.collect()
-    gc.freeze()
-
-
 def install_reload_signal(app: Any) -> None:
     """SIGHUP in this process reloads `app`'s config (in a thread: not inside the handler)."""
     reloader = app.extensions["dialwhom.reload"]
@@ -92,7 +83,9 @@ def run_gunicorn(state: ServeState, settings: dict[str, Any]) -> None:
                         pass
 
     def post_worker_init(worker) -> None:
-        _freeze_startup_objects()
+        from dialwhom.cli import _freeze_startup_objects
+
+        _freeze_startup_objects(worker)
         install_reload_signal(worker.wsgi)
 
     def child_exit(server, worker) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,9 +14,10 @@ import pytest
 import requests
 import yaml
 
+from serving import CLI, free_port, stop, wait_until_answering
+
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "examples" / "nginx" / "dialwhom.conf"
-CLI = [sys.executable, "-c", "import sys; from dialwhom.cli import main; sys.exit(main(sys.argv[1:]))"]
 TOKEN = "nginx-e2e-token-0123456789"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 
@@ -26,34 +25,6 @@ pytestmark = pytest.mark.skipif(
     NGINX is None or shutil.which("openssl") is None,
     reason="needs Debian's nginx and the openssl CLI (apt-get install -y nginx openssl; .ci/run installs nginx)",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, proc: subprocess.Popen, log: Path, **kw) -> None:
-    for _ in range(300):
-        if proc.poll() is not None:
-            pytest.fail(f"{proc.args[0]} exited: " + log.read_text())
-        try:
-            requests.get(url, timeout=0.5, **kw)
-            return
-        except requests.RequestException:
-            time.sleep(0.05)
-    proc.kill()
-    pytest.fail(f"{url} never answered: " + log.read_text())
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +40,12 @@ def stack(tmp_path_factory):
         "reps": [{"owner": "asha@example.com", "phone": "+919800000001", "team": "north"}],
         "teams": {"north": {"backup": ["+919800000002"]}}, "fallback": ["+918000000000"],
     }))
-    app_port, tls_port = _free_port(), _free_port()
+    app_port, tls_port = free_port(), free_port()
     app_log = d / "dialwhom.log"
     with open(app_log, "w") as out:
         app = subprocess.Popen([*CLI, "serve", "--config", str(d / "dialwhom.yaml"), "--port", str(app_port), "--workers", "1",
                                 "--run-dir", str(d / "run")], cwd=d, stdout=out, stderr=subprocess.STDOUT)
-    _wait(f"http://127.0.0.1:{app_port}/healthz", app, app_log)
+    wait_until_answering(f"http://127.0.0.1:{app_port}/healthz", app, app_log)
 
     site = SITE.read_text()
     for old, new in (("listen 443 ssl;", f"listen 127.0.0.1:{tls_port} ssl;"),
@@ -100,10 +71,10 @@ http {{
     nginx_log = d / "nginx.out"
     with open(nginx_log, "w") as out:
         nginx = subprocess.Popen([NGINX, "-c", str(d / "nginx.conf"), "-p", str(d)], stdout=out, stderr=subprocess.STDOUT)
-    _wait(f"https://127.0.0.1:{tls_port}/healthz", nginx, nginx_log, verify=str(d / "cert.pem"))
+    wait_until_answering(f"https://127.0.0.1:{tls_port}/healthz", nginx, nginx_log, verify=str(d / "cert.pem"))
     yield {"base": f"https://127.0.0.1:{tls_port}", "dir": d, "app_log": app_log}
-    _stop(nginx)
-    _stop(app)
+    stop(nginx)
+    stop(app)
 
 
 def test_a_call_played_through_nginx_with_tls(stack):

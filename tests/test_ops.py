@@ -423,3 +423,17 @@ def test_a_queued_decision_line_is_written_as_its_log_record_would_be(fmt):
         logs.set_format("text")
     assert out.getvalue() == expected + "\n"
     assert "9876543210" not in expected
+
+
+def test_every_exotel_route_in_the_table_checks_the_token(tmp_path, made):
+    """A route added to ROUTES under /exotel/ must call `_token_refused` (no hook does it)."""
+    from dialwhom.app import ROUTES
+
+    a = create_app(config(tmp_path, token="k" * 20))
+    made.append(a)
+    client = a.test_client()
+    exotel = [rule for rule, _, _ in ROUTES if rule.startswith("/exotel/")]
+    assert len(exotel) >= 4
+    for rule in exotel:
+        assert client.get(f"{rule}?CallSid=t1&From=09876543210").status_code == 403, rule
+        assert client.post(rule, data={"CallSid": "t2"}).status_code == 403, rule

@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,17 +16,12 @@ import pytest
 import requests
 import yaml
 
+from serving import CLI, free_port, stop, wait_until_answering
+
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-c", "import sys; from dialwhom.cli import main; sys.exit(main(sys.argv[1:]))"]
 OPS = "ops-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {OPS}"}
 PLAN_A, PLAN_B = "+918000000000", "+918000000001"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _config(fallback: str) -> dict:
@@ -43,7 +36,7 @@ def server(tmp_path_factory):
     (folder / "accounts.csv").write_text("account_id,account_name,phones,owner\nA-1,Acme,09876543210,asha@example.com\n")
     path = folder / "dialwhom.yaml"
     path.write_text(yaml.safe_dump(_config(PLAN_A)))
-    port = _free_port()
+    port = free_port()
     run_dir = folder / "run"
     log = open(folder / "server.log", "w")
     env = dict(os.environ, DIALWHOM_WATCH_S="0.1")
@@ -51,21 +44,9 @@ def server(tmp_path_factory):
     proc = subprocess.Popen([*CLI, "serve", "--config", str(path), "--port", str(port), "--workers", "2", "--threads", "8",
                              "--run-dir", str(run_dir)], cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if requests.get(base + "/healthz", timeout=0.5).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("gunicorn did not start: " + (folder / "server.log").read_text())
+    wait_until_answering(base + "/healthz", proc, folder / "server.log")
     yield {"base": base, "proc": proc, "config": path, "log": folder / "server.log", "run_dir": run_dir, "port": port}
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
     log.close()
 
 
