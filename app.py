@@ -92,8 +92,9 @@ def _params():
     """The request's parameters: for GET the raw query string, each read when asked for (see
     `QueryString`: the fast path); for POST a dict of the query merged with the form or JSON
     body (the body wins), since Exotel's newer docs show POST for some applets."""
-    if request.method != "POST":
-        query = request.environ.get("QUERY_STRING", "")
+    environ = request.environ  # one context lookup: this runs on every answer
+    if environ["REQUEST_METHOD"] != "POST":
+        query = environ.get("QUERY_STRING", "")
         if not query.isascii():  # WSGI gives the raw bytes as latin-1; Exotel sends UTF-8
             query = query.encode("latin-1").decode("utf-8", "replace")
         return QueryString(query)

@@ -79,12 +79,19 @@ def log_decision(logger: logging.Logger, trace: Any, caller: str | None, endpoin
     handlers) it is an ordinary ``logger.info``.
     """
     handler = _handler
+    msg = DecisionMessage(trace, caller, endpoint)
     if handler is not None and handler.direct:
-        handler.queue.append((time.time(), DecisionMessage(trace, caller, endpoint)))
-        if handler.pid != os.getpid():
+        # Formatted here, not by the writer: a queued Trace would outlive the request and be
+        # promoted by the garbage collector, which then walks it again and again.
+        handler.queue.append((time.time(), str(msg), msg.fields() if _STATE["json"] else None))
+        if handler.pid != _PID[0]:
             handler.start()
     else:
-        logger.info(DecisionMessage(trace, caller, endpoint))
+        logger.info(msg)
+
+
+_PID = [os.getpid()]  # os.getpid() is a system call; this is refreshed in a forked child
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
 class Formatter(logging.Formatter):
@@ -93,13 +100,13 @@ class Formatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         return timestamp(record.created)
 
-    def format_decision(self, created: float, msg: DecisionMessage) -> str:
+    def format_decision(self, created: float, line: str, fields: dict[str, Any] | None) -> str:
         """A queued decision line (`log_decision`), as `format` would write its record."""
-        if not _STATE["json"]:
-            return f"{timestamp(created)} INFO dialwhom.decision {msg}"
+        if fields is None:
+            return f"{timestamp(created)} INFO dialwhom.decision {line}"
         obj: dict[str, Any] = {"ts": timestamp(created), "level": "INFO", "logger": "dialwhom.decision"}
-        obj.update(msg.fields())
-        obj["msg"] = str(msg)
+        obj.update(fields)
+        obj["msg"] = line
         return json.dumps(obj, default=str)
 
     def format(self, record: logging.LogRecord) -> str:
@@ -128,7 +135,7 @@ class BatchHandler(logging.Handler):
         super().__init__()
         self.stream = stream
         self.flush_s = flush_s
-        #: records, and (time, DecisionMessage) pairs queued by `log_decision`
+        #: records, and (time, line, JSON fields or None) queued by `log_decision`
         self.queue: deque = deque()
         #: accept decision lines straight from `log_decision` (no LogRecord)
         self.direct = direct
@@ -141,7 +148,7 @@ class BatchHandler(logging.Handler):
         if record.levelno < self.level:
             return False
         self.queue.append(record)  # atomic under the GIL
-        if self.pid != os.getpid():  # first record in this process (or after a fork)
+        if self.pid != _PID[0]:  # first record in this process (or after a fork)
             self.start()
         return True
 
@@ -150,9 +157,9 @@ class BatchHandler(logging.Handler):
     def start(self) -> None:
         """The writer thread of this process (again after a fork: threads do not survive it)."""
         with self.lock:
-            if self.pid == os.getpid():
+            if self.pid == _PID[0]:
                 return
-            self.pid = os.getpid()
+            self.pid = _PID[0]
             threading.Thread(target=self._run, name="dialwhom-log", daemon=True).start()
 
     def _run(self) -> None:

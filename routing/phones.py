@@ -29,9 +29,12 @@ def is_sip(value: str) -> bool:
     return value.lstrip()[:4].lower() == "sip:"
 
 
+_NOT_ASCII_DIGIT = re.compile(r"[^0-9]+")
+
+
 def digits_only(value: str) -> str:
     """Only the ASCII digits of `value` (safe to put inside any query syntax)."""
-    return "".join(ch for ch in value if "0" <= ch <= "9")
+    return _NOT_ASCII_DIGIT.sub("", value)
 
 
 @lru_cache(maxsize=4096)
@@ -102,6 +105,7 @@ def same_number(stored: str | None, e164: str, region: str = "IN") -> bool:
     return bool(stored) and to_e164(stored, region) == e164
 
 
+@lru_cache(maxsize=4096)  # every logged answer masks its caller; callers call again
 def mask(value: str | None) -> str:
     """A number fit for logs: country code and last three digits only."""
     if not value:
@@ -120,7 +124,12 @@ def mask(value: str | None) -> str:
 
 def _country_code(digits: str) -> str:
     """The 1-3 leading digits that are a country calling code, or '' if none are."""
+    return _country_code_of(digits[:3])
+
+
+@lru_cache(maxsize=1024)  # at most 1000 three-digit heads: mask runs on every logged answer
+def _country_code_of(head: str) -> str:
     for n in (1, 2, 3):
-        if phonenumbers.region_code_for_country_code(int(digits[:n])) != "ZZ":
-            return digits[:n]
+        if phonenumbers.region_code_for_country_code(int(head[:n])) != "ZZ":
+            return head[:n]
     return ""

@@ -414,8 +414,8 @@ def test_a_queued_decision_line_is_written_as_its_log_record_would_be(fmt):
     record = _record(msg)
     out = io.StringIO()
     handler = logs.BatchHandler(out, flush_s=3600)
-    handler.queue.append((record.created, msg))
     logs.set_format(fmt)
+    handler.queue.append((record.created, str(msg), msg.fields() if fmt == "json" else None))
     try:
         handler.flush()
         expected = logs.Formatter().format(record)
