@@ -7,6 +7,7 @@ Logged once per answer and sent back in the ``X-Dialwhom-Trace`` header, so an a
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 from dialwhom.routing.phones import mask
@@ -16,6 +17,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _NUMBERISH = re.compile(r"(?:\+|%2[bB])?\d(?:[\d\-. ()]|%20){5,}\d")
 
 
+@lru_cache(maxsize=4096)  # notes repeat (a cached match's notes, the same few phrases)
 def scrub(text: str) -> str:
     """Free text (connector errors, notes) fit for a log line or a header: one line, numbers masked."""
     text = _CONTROL.sub(" ", text)
