@@ -19,14 +19,14 @@ from flask import Flask, Response, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dialwhom import logs
-from dialwhom.integrations.operations import Watcher, forget_caller, update_gauges
+from dialwhom.integrations.operations import Watcher, forget_caller
 from dialwhom.integrations.reload import Reloader, source_of
 from dialwhom.integrations.rundir import RunDir
 
 from dialwhom.integrations.registry import ConnectorType
 from dialwhom.integrations.runtime import Runtime, build_runtime
-from dialwhom.routing.config import ConfigError
 from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.ports import Clock
 from dialwhom.routing.phones import mask, to_e164
 from dialwhom.routing.request import QueryString, parse_request
 
@@ -38,9 +38,10 @@ ANSWER_RESERVE_MS = 25
 TRACE_HEADER = "X-Dialwhom-Trace"
 TEXT = "text/plain; charset=utf-8"
 
-def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]] | None = None) -> Flask:
-    """The web app. `config`: a path, a mapping (tests), Settings, or None for the search order."""
-    runtime = build_runtime(config, registry=registry)
+def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]] | None = None, clock: Clock | None = None) -> Flask:
+    """The web app. `config`: a path, a mapping (tests), Settings, or None for the search order;
+    `registry`: connector types (default: the installed entry points); `clock`: for tests."""
+    runtime = build_runtime(config, registry=registry, clock=clock)
     logs.setup(runtime.settings.log_level, runtime.settings.log_format)
     app = Flask(__name__)
     app.extensions["dialwhom"] = runtime  # swapped whole by a reload (dialwhom.integrations.reload)
@@ -110,17 +111,11 @@ def _params():
 
 
 def _decide(rt: Runtime, params, endpoint: str):
-    """The decision for this request, never an exception: a bug still gets the config's plan."""
+    """The decision for this request (never an exception: see `RoutingService.answer`)."""
     deadline = Deadline((rt.settings.budget_ms - ANSWER_RESERVE_MS) / 1000.0)
     req = parse_request(params, rt.settings.default_region, outcome=False)
-    try:
-        decision = rt.service.fallback(req, deadline) if endpoint == "fallback" else rt.service.decide(req, deadline)
-    except Exception:  # the caller is waiting: answer from config, log the bug
-        log.exception("decision failed; answering from config")
-        decision = rt.service.fallback(req, deadline)
-        decision.trace.path = "error-fallback"
-    rt.service.metrics.decided(endpoint, decision.trace.path, decision.trace.elapsed_ms / 1000.0)
-    if decision_log.isEnabledFor(logging.INFO):  # built by the log writer thread, not here (dialwhom.logs)
+    decision = rt.service.answer(endpoint, req, deadline)
+    if decision_log.isEnabledFor(logging.INFO):  # one deque append here (dialwhom.logs)
         logs.log_decision(decision_log, decision.trace, req.caller or req.caller_raw, endpoint)
     return decision
 
@@ -151,7 +146,7 @@ def _plain_answer(endpoint: str) -> Response:
 
 
 def connect() -> Response:
-    """The Connect applet's Dynamic URL: the same decision as JSON (exotel.md §5)."""
+    """The Connect applet's Dynamic URL: the same decision as JSON (docs/exotel.md §5)."""
     rt = _runtime()
     params = _params()
     refused = _token_refused(rt, params)
@@ -168,7 +163,7 @@ def connect() -> Response:
 
 
 def passthru() -> Response:
-    """Passthru applet after Connect: remember who talked to the caller (exotel.md §6).
+    """Passthru applet after Connect: remember who talked to the caller (docs/exotel.md §6).
 
     Answers 200 whatever it learnt, so a sync-mode Passthru always takes its 200 branch.
     """
@@ -211,18 +206,11 @@ def readyz() -> Response:
     refused = _ops_refused(rt)
     if refused is not None:
         return refused
-    health = rt.service.health()
-    breakers = health.pop("connectors")
-    detail = {
-        "status": "ready",
-        "config_version": rt.settings.version,
-        "worker": os.getpid(),
-        "reload": current_app.extensions["dialwhom.reload"].status(),
-        "connectors": [{"id": c.id, "type": c.type_name, "breaker": breakers.get(c.id)} for c in rt.connectors],
-        **health,
-    }
+    detail = rt.service.readiness()
+    source = detail.pop("config")
+    detail.update(config_version=rt.settings.version, worker=os.getpid(), reload=current_app.extensions["dialwhom.reload"].status())
     if _ops_authenticated(rt):  # where the config lives is for operators only
-        detail["config"] = rt.settings.source
+        detail["config"] = source
     return Response(json.dumps(detail, indent=1), mimetype="application/json")
 
 
@@ -231,8 +219,7 @@ def metrics() -> Response:
     refused = _ops_refused(rt)
     if refused is not None:
         return refused
-    update_gauges(rt)
-    return Response(rt.service.metrics.render(), mimetype="text/plain; version=0.0.4")
+    return Response(rt.service.scrape(), mimetype="text/plain; version=0.0.4")
 
 
 def _ops_only() -> tuple[Runtime, Response | None]:

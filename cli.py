@@ -373,7 +373,9 @@ def cmd_check(args) -> int:
                 try:
                     note = c.check(deadline=Deadline.from_ms(max(s.budget_ms, 5000)))
                     entry["check"] = note
-                    out.ok(f"connector {c.id} ({c.type_name}): {note}")
+                    # a note starting "warn: " is a check that ran only in part, or found a gap
+                    warned = note.startswith("warn: ")
+                    (out.warn if warned else out.ok)(f"connector {c.id} ({c.type_name}): {note.removeprefix('warn: ')}")
                 except Exception as exc:  # report every failure, whatever its kind
                     problems += 1
                     entry["error"] = f"{type(exc).__name__}: {exc}"

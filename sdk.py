@@ -16,19 +16,23 @@ from dialwhom.routing.errors import (
     ConnectorUnavailable,
     RateLimited,
 )
+from dialwhom.integrations.oauth import OAuthClient, SharedToken, TokenGrant, TokenRegistry
+from dialwhom.integrations.ratelimit import RateLimiter
 from dialwhom.integrations.http import MIN_ATTEMPT_S, HttpClient, Response, TokenProvider, retry_after_seconds
-from dialwhom.integrations.schema import Field, Secret
+from dialwhom.routing.config import FRAMEWORK_CONNECTOR_KEYS
+from dialwhom.routing.schema import Field, Secret, validate_options
 from dialwhom.integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.model import Match, Owner, Query, Record
 from dialwhom.routing.phones import digits_only, mask, same_number, to_e164, variants
 
 __all__ = [
-    "Connector", "ConnectorContext", "Field", "Secret",
+    "Connector", "ConnectorContext", "Field", "Secret", "validate_options", "FRAMEWORK_CONNECTOR_KEYS",
     "Query", "Match", "Owner", "Record", "Deadline",
     "ConnectorError", "ConnectorUnavailable", "ConnectorTimeout", "RateLimited",
     "AuthError", "BadResponse", "ConfigError",
     "HttpClient", "Response", "TokenProvider", "CachedToken", "TTLMemo",
     "Candidate", "pick_record", "KeySearch", "as_utc", "retry_after_seconds", "MIN_ATTEMPT_S",
-    "digits_only", "same_number", "to_e164", "variants", "mask",
+    "RateLimiter", "digits_only", "same_number", "to_e164", "variants", "mask",
+    "OAuthClient", "SharedToken", "TokenGrant", "TokenRegistry",
 ]

@@ -48,21 +48,27 @@ import pytest
 import requests
 import responses
 
-from dialwhom.integrations.base import Connector, ConnectorContext
-from dialwhom.routing.errors import (
+from dialwhom.sdk import (
+    FRAMEWORK_CONNECTOR_KEYS,
     AuthError,
     BadResponse,
     ConfigError,
+    Connector,
+    ConnectorContext,
     ConnectorError,
     ConnectorTimeout,
     ConnectorUnavailable,
+    Deadline,
+    Field,
+    Match,
+    Owner,
+    Query,
     RateLimited,
+    Record,
+    Secret,
+    to_e164,
+    validate_options,
 )
-from dialwhom.integrations.schema import Field, Secret, validate_options
-from dialwhom.routing.config import FRAMEWORK_CONNECTOR_KEYS
-from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.model import Match, Owner, Query, Record
-from dialwhom.routing.phones import to_e164
 
 __all__ = [
     "ConnectorContract", "Fault", "FAULTS", "BadConfig", "schema_bad_configs",

@@ -36,7 +36,7 @@ def rss_bytes() -> int:
 
 
 def document(i: int) -> bytes:
-    """What a CRM's JSON endpoint answers for the i-th caller (interface.md's shape)."""
+    """What a CRM's JSON endpoint answers for the i-th caller (the README's shape)."""
     r = i % REPS
     return json.dumps({
         "owner": {"id": f"005Rep{r:05d}AAA", "email": f"rep{r}@example.com", "name": f"Rep Number {r}", "phone": f"+9198000{r:05d}"},

@@ -60,7 +60,7 @@ BASE_CONFIG: dict[str, Any] = {
     "lines": {"+918039513882": "north"},
 }
 
-#: A first-attempt Dial Whom request as Exotel sends it (exotel.md §1): every parameter, URL-encoded.
+#: A first-attempt Dial Whom request as Exotel sends it (docs/exotel.md §1): every parameter, URL-encoded.
 EXOTEL_QUERY = (
     "CallSid={sid}&CallFrom=0{n}&CallTo=08039513882&Direction=incoming"
     "&Created=Tue%2C+14+May+2024+11%3A32%3A07&DialCallDuration=0&StartTime=2024-05-14+11%3A32%3A07"

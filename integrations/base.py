@@ -27,14 +27,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 from dialwhom.integrations.http import HttpClient
-from dialwhom.integrations.schema import Field, mask_options
+from dialwhom.routing.schema import Field, mask_options
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.model import Match, Query
 
 __all__ = ["Connector", "ConnectorContext"]
+
+
+def _nothing() -> None:
+    """The default `data_changed` hook: nothing is cached."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,13 @@ class ConnectorContext:
     timeout_s: float = 1.5
     retries: int = 1
     base_dir: Path = field(default_factory=Path.cwd)
+    #: a `redis.Redis` client when `shared_state` is configured (rate limits, tokens shared
+    #: by every instance), else None; keys go under `key_prefix`
+    redis: Any = None
+    key_prefix: str = "dialwhom:"
+    #: call after the store's data changed under us (a file re-read): the framework drops
+    #: this connector's cached answers
+    data_changed: Callable[[], None] = _nothing
 
     def resolve_path(self, value: str) -> Path:
         p = Path(value).expanduser()
@@ -89,7 +100,9 @@ class Connector:
     def check(self, *, deadline: Deadline) -> str:
         """Prove the connector can reach its store (auth included); return a short note.
 
-        The default says nothing was checked; connectors with credentials override it.
+        Raise a connector error when the check fails. Start the note with ``"warn: "`` when
+        it ran only in part or found a gap (a field it cannot read): `dialwhom check` prints
+        it as a warning. The default says nothing was checked; connectors override it.
         """
         return "no connectivity check for this connector type"
 

@@ -15,24 +15,17 @@ of 401s for one expired token refreshes it once. Every transport failure is tran
 from __future__ import annotations
 
 import email.utils
-import heapq
-import inspect
-import itertools
 import json
 import logging
 import re
-import socket
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
+from dialwhom.integrations.transport import DeadlineAdapter, NoRedirectSession, current, set_read_timeout
 from dialwhom.routing.errors import (
     AuthError,
     BadResponse,
@@ -136,14 +129,12 @@ class HttpClient:
         self.token_provider = token_provider
         self.classify = classify
         self.refreshable = refreshable
-        self.session = _NoRedirectSession()
-        adapter = _DeadlineAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        self.session = NoRedirectSession()
+        adapter = DeadlineAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         self.session.headers.update(headers or {})
-        self._lock = threading.Lock()
-        self.calls = 0  # counted for tests and `dialwhom check`
         #: the last "requests left" figure the remote reported (for /metrics), if it reports one
         self.limit_remaining: float | None = None
 
@@ -227,7 +218,7 @@ class HttpClient:
             resp = self._once(method, url, deadline, params, json_body, data, merged)
             if resp.status == 401 and provider is not None and not refreshed and self._curable(resp):
                 log.info("connector=%s got 401; refreshing the token once", self.connector_id)
-                _invalidate(provider, _sent_token(sent))
+                provider.invalidate(_sent_token(sent))
                 continue
             return self._check(resp, ok)
         raise AssertionError("unreachable")
@@ -259,9 +250,7 @@ class HttpClient:
             raise ConnectorTimeout(f"{self.connector_id}: no time left for a call", connector=self.connector_id)
         call = deadline.child(budget)
         started = time.monotonic()
-        with self._lock:
-            self.calls += 1
-        _current.call = call  # read by _DeadlineConnectionMixin.getresponse, in this thread
+        current.call = call  # read by _DeadlineConnectionMixin.getresponse, in this thread
         try:
             raw = self.session.request(
                 method, url, params=params, json=json_body, data=data, headers=headers,
@@ -276,7 +265,7 @@ class HttpClient:
                 raise ConnectorTimeout(f"{self.connector_id}: no complete headers from {_safe_url(url)} within {budget * 1000:.0f} ms", connector=self.connector_id) from None
             raise ConnectorUnavailable(f"{self.connector_id}: cannot reach {_safe_url(url)}: {_reason(exc)}", connector=self.connector_id) from None
         finally:
-            _current.call = None
+            current.call = None
         try:
             body = self._read_body(raw, call)
         finally:
@@ -302,7 +291,7 @@ class HttpClient:
                 left = call.remaining()
                 if left <= 0:
                     raise ConnectorTimeout(f"{self.connector_id}: body from {_safe_url(raw.url)} not complete in time (server too slow)", connector=self.connector_id)
-                _set_read_timeout(stream, left)
+                set_read_timeout(stream, left)
                 chunk = stream.read1(_READ_CHUNK, decode_content=True)
                 if not chunk:
                     break
@@ -325,147 +314,6 @@ def _sent_token(headers: Mapping[str, str]) -> str | None:
         if name.lower() == "authorization" and value:
             return value.split(None, 1)[-1].strip()
     return None
-
-
-def _invalidate(provider: TokenProvider, token: str | None) -> None:
-    """`provider.invalidate(token)`; providers written before the argument existed get none."""
-    try:
-        inspect.signature(provider.invalidate).bind(token)
-    except TypeError:  # `invalidate(self)`: forgets whatever it holds, as before
-        provider.invalidate()  # type: ignore[call-arg]
-    except ValueError:  # no signature to inspect (a C function): assume the current protocol
-        provider.invalidate(token)
-    else:
-        provider.invalidate(token)
-
-
-_current = threading.local()
-
-
-class _NoRedirectSession(requests.Session):
-    """Never follows a redirect: requests would read each 3xx body itself (even with
-    allow_redirects=False, to prepare `Response.next`), outside our deadline and body cap.
-    A 3xx is returned as it is, read by `_read_body`, and reported as BadResponse."""
-
-    def get_redirect_target(self, resp):
-        return None
-
-
-class _DeadlineConnectionMixin:
-    """Waits for the status line and headers no longer than the call's deadline.
-
-    Socket timeouts apply per recv, so a server sending its headers a byte at a time would hold
-    the call (and its lookup thread and single-flight slot) for hours; a timer shuts the
-    socket down at the deadline instead. The body has its own total limit (`_read_body`).
-    """
-
-    def getresponse(self, *args, **kw):
-        call = getattr(_current, "call", None)
-        sock = getattr(self, "sock", None)
-        if call is None or sock is None:
-            return super().getresponse(*args, **kw)
-        watch = _WATCHDOG.watch(call.remaining(), sock)
-        try:
-            return super().getresponse(*args, **kw)
-        finally:
-            _WATCHDOG.cancel(watch)
-
-
-def _shutdown(sock) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class _Watchdog:
-    """Shuts sockets down at their deadlines, from one daemon thread for the whole process.
-
-    A `threading.Timer` per call started (and ended) an OS thread on every CRM request: ~190
-    us on this project's 2-core machine, in the lookup's own time. Here `watch` pushes onto a
-    heap and wakes the thread only when the new deadline is the nearest; `cancel` forgets the
-    id, and the entry is dropped unused when it comes up. The thread is started on first use in
-    each process (so also after a fork).
-    """
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, Any]] = []
-        self._live: set[int] = set()  # ids watched and neither cancelled nor done
-        self._ids = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, seconds: float, sock: Any) -> int:
-        """Shut `sock` down `seconds` from now unless `cancel` comes first; the id to cancel with."""
-        entry = (time.monotonic() + seconds, next(self._ids), sock)
-        with self._cond:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="dialwhom-http-watchdog", daemon=True)
-                self._thread.start()
-            heapq.heappush(self._heap, entry)
-            self._live.add(entry[1])
-            if self._heap[0] is entry:  # the nearest deadline now: the thread must wake earlier
-                self._cond.notify()
-        return entry[1]
-
-    def cancel(self, watch_id: int) -> None:
-        with self._cond:
-            self._live.discard(watch_id)
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                while self._heap and self._heap[0][1] not in self._live:
-                    heapq.heappop(self._heap)  # cancelled: the call got its headers in time
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                when, watch_id, sock = self._heap[0]
-                left = when - time.monotonic()
-                if left > 0:
-                    self._cond.wait(left)
-                    continue
-                heapq.heappop(self._heap)
-                self._live.discard(watch_id)
-                _shutdown(sock)
-
-
-_WATCHDOG = _Watchdog()
-
-
-class _DeadlineHTTPConnection(_DeadlineConnectionMixin, HTTPConnection):
-    pass
-
-
-class _DeadlineHTTPSConnection(_DeadlineConnectionMixin, HTTPSConnection):
-    pass
-
-
-class _DeadlineHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _DeadlineHTTPConnection
-
-
-class _DeadlineHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _DeadlineHTTPSConnection
-
-
-class _DeadlineAdapter(HTTPAdapter):
-    """An HTTPAdapter whose connections honour `_current.call` while reading headers."""
-
-    def init_poolmanager(self, *args, **kw) -> None:
-        super().init_poolmanager(*args, **kw)
-        self.poolmanager.pool_classes_by_scheme = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
-
-
-def _set_read_timeout(stream, seconds: float) -> None:
-    """Reset the socket timeout to the time left, so a trickle cannot outlast the deadline."""
-    conn = getattr(stream, "_connection", None) or getattr(stream, "connection", None)
-    sock = getattr(conn, "sock", None)
-    if sock is not None:
-        try:
-            sock.settimeout(max(0.001, seconds))
-        except OSError:
-            pass
 
 
 #: headers that say how many requests are left, most specific first

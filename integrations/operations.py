@@ -32,7 +32,7 @@ def forget_caller(runtime: Runtime, e164: str) -> dict[str, Any]:
     """Drop what this process (and Redis) remembers about one caller's owner."""
     service = runtime.service
     report: dict[str, Any] = {
-        "cached_answers": service.cache.drop_query(f"phone:{e164}"),
+        "cached_answers": service.cache.forget_key(f"phone:{e164}"),
         "last_agent": service.last_agents.forget(e164),
         "redis": None,
     }
@@ -51,17 +51,6 @@ def forget_digest(runtime: Runtime, digest: str) -> int:
         return not (isinstance(number, str) and caller_digest(number) == digest)
 
     return runtime.service.cache.drop(keep) + runtime.service.last_agents.drop(keep)
-
-
-def update_gauges(runtime: Runtime) -> None:
-    """Breaker and rate-limit gauges from the connectors' current state."""
-    m = runtime.service.metrics
-    for cid, breaker in runtime.service.breakers.items():
-        m.breaker_open.labels(cid).set(0 if breaker.state == "closed" else 1)
-    for c in runtime.connectors:
-        remaining = getattr(c, "rate_limit_remaining", None)
-        if remaining is not None:
-            m.rate_limit_remaining.labels(c.id).set(remaining)
 
 
 class Watcher:
@@ -92,14 +81,14 @@ class Watcher:
                 continue
             before = self._versions.get(c.id)
             if before is not None and before[0] == id(c) and before[1] != version:
-                dropped = rt.service.cache.drop_connector(c.id)
+                dropped = rt.service.cache.forget_connector(c.id)
                 log.info("connector %s: data changed; %d cached answers dropped", c.id, dropped)
             self._versions[c.id] = (id(c), version)
         if self.run_dir is not None:
             for digest in self.run_dir.forget_requests(self._seen):
                 forget_digest(rt, digest)
         if rt.service.metrics.multiprocess:
-            update_gauges(rt)
+            rt.service.set_gauges()
             rt.service.metrics.flush()
 
     def start(self, interval: float = TICK_S) -> "Watcher":

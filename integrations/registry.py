@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from dialwhom.integrations.base import Connector, ConnectorContext
-from dialwhom.integrations.schema import validate_options
-from dialwhom.routing.config import ConfigError, Settings
+from dialwhom.routing.schema import validate_options
+from dialwhom.routing.config import FRAMEWORK_CONNECTOR_KEYS, ConfigError, Settings
 
 __all__ = ["GROUP", "ConnectorType", "discover", "build_connectors"]
 
@@ -32,7 +32,6 @@ class ConnectorType:
     version: str | None
     entry_point: EntryPoint | None = None
     cls: type[Connector] | None = None
-    error: str | None = None
 
     def load(self) -> type[Connector]:
         if self.cls is not None:
@@ -85,8 +84,18 @@ def registry_from_classes(classes: Iterable[type[Connector]]) -> dict[str, list[
     return reg
 
 
-def build_connectors(settings: Settings, registry: Mapping[str, list[ConnectorType]] | None = None) -> list[Connector]:
-    """One connector instance per enabled config entry, in config (priority) order."""
+def build_connectors(
+    settings: Settings,
+    registry: Mapping[str, list[ConnectorType]] | None = None,
+    *,
+    redis: Any = None,
+    data_changed: Callable[[str], None] | None = None,
+) -> list[Connector]:
+    """One connector instance per enabled config entry, in config (priority) order.
+
+    `redis`: the shared-state client handed to every connector; `data_changed(connector_id)`:
+    what a connector's `context.data_changed()` calls (the runtime drops its cached answers).
+    """
     registry = discover() if registry is None else registry
     used = {c.type for c in settings.connectors if c.enabled}
     for name, candidates in registry.items():
@@ -106,13 +115,16 @@ def build_connectors(settings: Settings, registry: Mapping[str, list[ConnectorTy
             continue
         key = f"connectors[{i}]"
         cls = _resolve(cs.type, f"{key}.type", registry)
-        options = validate_options(cls.config_schema, cs.options, key)
+        options = validate_options(cls.config_schema, cs.options, key, also=FRAMEWORK_CONNECTOR_KEYS)
         context = ConnectorContext(
             id=cs.id,
             region=settings.default_region,
             timeout_s=cs.timeout_ms / 1000.0,
             retries=cs.retries,
             base_dir=settings.base_dir,
+            redis=redis,
+            key_prefix=settings.shared_state.prefix if settings.shared_state else "dialwhom:",
+            data_changed=(lambda cid=cs.id: data_changed(cid)) if data_changed else ConnectorContext.data_changed,
         )
         try:
             built.append(cls(options, context))

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, MutableMapping
 
 from dialwhom.integrations.registry import ConnectorType, build_connectors
 from dialwhom.integrations.rundir import RunDir
-from dialwhom.integrations.runtime import Runtime, load_settings, make_shared
+from dialwhom.integrations.runtime import Runtime, connectors_for, load_settings, make_shared
 from dialwhom.routing.config import ConfigError, ConnectorSettings, Settings
 from dialwhom.routing.service import RoutingService
 
@@ -54,7 +54,8 @@ def rebuild(old: Runtime, config: Any, registry: Mapping[str, list[ConnectorType
     Raises ConfigError (and builds nothing that stays) when the config is bad.
     """
     settings = load_settings(config)
-    fresh = build_connectors(settings, registry)  # validates every connector, changed or not
+    shared = old.service.shared if settings.shared_state == old.settings.shared_state else make_shared(settings)
+    fresh, serve = connectors_for(settings, registry, shared)  # validates every connector, changed or not
     old_by_identity = {_identity(old.settings, cs): c for cs, c in zip(old.specs, old.connectors)}
     specs = tuple(cs for cs in settings.connectors if cs.enabled)
     connectors, changed = [], set()
@@ -67,8 +68,7 @@ def rebuild(old: Runtime, config: Any, registry: Mapping[str, list[ConnectorType
             connectors.append(built)
             changed.add(cs.id)
     changed |= {c.id for c in old.connectors if c not in connectors}  # removed ones
-    shared = old.service.shared if settings.shared_state == old.settings.shared_state else make_shared(settings)
-    service = RoutingService(settings, connectors, metrics=old.service.metrics, shared=shared)
+    service = serve(RoutingService(settings, connectors, metrics=old.service.metrics, shared=shared, clock=old.service.clock))
     _carry_over(old.service, service, changed)
     return Runtime(settings, connectors, service, specs), changed
 
@@ -78,7 +78,7 @@ def _carry_over(old: RoutingService, new: RoutingService, changed: set[str]) -> 
     if new.settings.cache == old.settings.cache:
         new.cache = old.cache
         for cid in changed:
-            new.cache.drop_connector(cid)
+            new.cache.forget_connector(cid)
         new.calls = old.calls  # a call in progress keeps the plan it was first given
     if new.settings.last_agent_days == old.settings.last_agent_days:
         new.last_agents = old.last_agents
@@ -91,7 +91,7 @@ def _carry_over(old: RoutingService, new: RoutingService, changed: set[str]) -> 
 def retire(old: Runtime, new: Runtime, changed: set[str]) -> None:
     """Close what only the old runtime used, once its in-flight requests are done."""
     for cid in changed:  # an old request may have cached an answer after the swap
-        new.service.cache.drop_connector(cid)
+        new.service.cache.forget_connector(cid)
     old.service.close_pool()
     for c in old.connectors:
         if c not in new.connectors:

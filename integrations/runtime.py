@@ -15,7 +15,9 @@ from dialwhom.integrations.base import Connector
 from dialwhom.integrations.registry import ConnectorType, build_connectors
 from dialwhom.routing import config as config_mod
 from dialwhom.routing.config import ConnectorSettings, Settings
+from dialwhom.routing.ports import Clock
 from dialwhom.routing.service import RoutingService
+from dialwhom.routing.shared import RedisState
 
 log = logging.getLogger("dialwhom")
 
@@ -49,28 +51,45 @@ def build_runtime(
     config: Settings | Mapping[str, Any] | str | os.PathLike | None = None,
     *,
     registry: Mapping[str, list[ConnectorType]] | None = None,
+    clock: Clock | None = None,
 ) -> Runtime:
     """Validate config and build every connector; raises ConfigError naming the key."""
     settings = load_settings(config)
-    connectors = build_connectors(settings, registry)
+    shared = make_shared(settings)
+    connectors, serve = connectors_for(settings, registry, shared)
     if not settings.fallback:
         log.warning("config has no 'fallback' numbers: an unknown caller on a line without a team gets no answer")
-    return Runtime(settings, connectors, RoutingService(settings, connectors, shared=make_shared(settings)))
+    return Runtime(settings, connectors, serve(RoutingService(settings, connectors, shared=shared, clock=clock)))
 
 
-def make_shared(settings: Settings):
-    """The Redis shared state the settings ask for (None without ``shared_state``)."""
-    shared = None
-    if settings.shared_state is not None:
-        from dialwhom.routing.shared import RedisState
+def connectors_for(settings: Settings, registry: Mapping[str, list[ConnectorType]] | None, shared: "RedisState | None"):
+    """(connectors, serve): `serve(service)` names the service whose cache a connector's
+    `context.data_changed()` clears (connectors only call back once serving)."""
+    service: list[RoutingService] = []
 
-        shared = RedisState(
-            settings.shared_state.url,
-            prefix=settings.shared_state.prefix,
-            timeout_s=settings.shared_state.timeout_ms / 1000.0,
-            call_ttl_s=settings.cache.call_ttl_s,
-            agent_ttl_s=max(1.0, settings.last_agent_days * 86400.0),
-        )
-        if not shared.ping():
-            log.warning("shared_state: Redis at %s does not answer; each instance answers from its own memory until it does", settings.shared_state.url.split("@")[-1])
+    def data_changed(connector_id: str) -> None:
+        if service:
+            dropped = service[0].cache.forget_connector(connector_id)
+            log.info("connector=%s data changed: %d cached answers dropped", connector_id, dropped)
+
+    def serve(svc: RoutingService) -> RoutingService:
+        service.append(svc)
+        return svc
+
+    return build_connectors(settings, registry, redis=shared.client if shared else None, data_changed=data_changed), serve
+
+
+def make_shared(settings: Settings) -> "RedisState | None":
+    """The Redis shared by several instances, when `shared_state` is configured."""
+    if settings.shared_state is None:
+        return None
+    shared = RedisState(
+        settings.shared_state.url,
+        prefix=settings.shared_state.prefix,
+        timeout_s=settings.shared_state.timeout_ms / 1000.0,
+        call_ttl_s=settings.cache.call_ttl_s,
+        agent_ttl_s=max(1.0, settings.last_agent_days * 86400.0),
+    )
+    if not shared.ping():
+        log.warning("shared_state: Redis at %s does not answer; each instance answers from its own memory until it does", settings.shared_state.url.split("@")[-1])
     return shared

@@ -80,17 +80,17 @@ class LookupCache:
             m.clear()
 
     def drop(self, keep: Callable[[str], bool]) -> int:
-        """Forget every answer (stale ones too) whose key `keep` rejects; how many keys went."""
-        return len({key for m in (self._positive, self._negative, self._stale) for key in m.drop(keep)})
+        """Forget every answer (stale ones too) whose key `keep` rejects; how many entries went."""
+        return sum(len(m.drop(keep)) for m in (self._positive, self._negative, self._stale))
 
-    def drop_connector(self, connector_id: str) -> int:
-        """Forget one connector's answers (its settings or its data changed)."""
-        prefix = connector_id + "|"
+    def forget_connector(self, connector_id: str) -> int:
+        """Drop every answer of one connector (its settings or its data changed); how many went."""
+        prefix = f"{connector_id}|"
         return self.drop(lambda key: not key.startswith(prefix))
 
-    def drop_query(self, query_key: str) -> int:
-        """Forget every connector's answer for one query key (``phone:+91…``)."""
-        suffix = "|" + query_key
+    def forget_key(self, query_key: str) -> int:
+        """Drop one customer's answers (a `Query.cache_key()`) from every connector."""
+        suffix = f"|{query_key}"
         return self.drop(lambda key: not key.endswith(suffix))
 
 

@@ -1,6 +1,6 @@
 """The service's config: found, read, `${ENV}`-substituted and validated once, at startup.
 
-Search order (interface.md): an explicit path, ``$DIALWHOM_CONFIG``, ``./dialwhom.yaml``, then
+Search order (README, "Configuration"): an explicit path, ``$DIALWHOM_CONFIG``, ``./dialwhom.yaml``, then
 the shipped example (``examples/dialwhom.yaml`` with its sample data). Any bad value raises
 `ConfigError` naming the key, so a broken config never reaches a caller.
 
@@ -27,6 +27,7 @@ import yaml
 
 from dialwhom.routing.config_error import ConfigError
 from dialwhom.routing.phones import parse_config_number
+from dialwhom.routing.schema import Field, validate_options
 
 __all__ = ["ConfigError", "Settings", "Rep", "ConnectorSettings", "load", "find_config", "from_mapping"]
 
@@ -46,8 +47,6 @@ LOOKUP_SOURCES = ("custom_field", "digits", "caller")
 BUDGET_CEILING_MS = 8000
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-# Keys every connector entry may carry; the framework reads them, not the connector.
-FRAMEWORK_CONNECTOR_KEYS = {"id", "type", "timeout_ms", "retries", "enabled"}
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,7 @@ class Settings:
 
 
 def find_config(explicit: str | os.PathLike | None = None) -> Path:
-    """Where the config comes from, by interface.md's search order."""
+    """Where the config comes from, by the documented search order."""
     if explicit:
         path = Path(explicit)
         if not path.is_file():
@@ -189,6 +188,143 @@ def load(path: str | os.PathLike | None = None, *, environ: Mapping[str, str] | 
     return from_mapping(raw, environ=environ, source=str(found), base_dir=found.resolve().parent)
 
 
+def _region(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected text (a region code such as IN), got {type(value).__name__}")
+    region = value.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(key, f"'{value}' is not a region code; use a two-letter code such as IN, US or GB")
+    return region
+
+
+def _tokens(value: Any, key: str) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    tokens: list[str] = []
+    for i, tok in enumerate(items):
+        k = key if len(items) == 1 else f"{key}[{i}]"
+        if not isinstance(tok, str):
+            raise ConfigError(k, "expected text (a long random secret, best from ${DIALWHOM_TOKEN})")
+        if tok.strip() and len(tok.strip()) < 16:
+            raise ConfigError(k, "use at least 16 random characters (for example `python -c \"import secrets; print(secrets.token_urlsafe(24))\"`)")
+        if tok.strip():
+            tokens.append(tok.strip())
+    return tuple(tokens)
+
+
+def _lookup_order(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected a list, got {type(value).__name__}")
+    for i, item in enumerate(value):
+        if item not in LOOKUP_SOURCES:
+            raise ConfigError(f"{key}[{i}]", f"'{item}' is not one of {', '.join(LOOKUP_SOURCES)}")
+    if len(set(value)) != len(value):
+        raise ConfigError(key, "each source may appear once")
+    return tuple(value)
+
+
+def _log_format(value: Any, key: str = "log_format") -> str:
+    fmt = str(value).lower()
+    if fmt not in ("text", "json"):
+        raise ConfigError(key, f"'{value}' is not one of text, json")
+    return fmt
+
+
+def _ops_token(value: Any, key: str = "ops_token") -> str | None:
+    token = "" if value is None else str(value).strip()
+    if token and len(token) < 16:
+        raise ConfigError(key, "use at least 16 random characters (best from ${DIALWHOM_OPS_TOKEN})")
+    return token or None
+
+
+def _log_level(value: Any, key: str = "log_level") -> str:
+    level = str(value).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(key, f"'{value}' is not one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+def _mapping(value: Any, key: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, key: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _raw(value: Any, key: str) -> Any:
+    return value
+
+
+# -- the config file's keys, declared once (README "Configuration" documents each) -------------
+# Structured sections (connectors, reps, teams, lines, cache, breaker, shared_state) are read
+# as raw values here and checked against their own declarations below.
+TOP_LEVEL: tuple[Field, ...] = (
+    Field("default_region", default="IN", parse=_region, help="how national numbers are read (a region code)"),
+    Field("budget_ms", int, default=2000, min=50, max=BUDGET_CEILING_MS, help="the most one answer may take"),
+    Field("token", parse=lambda v, k: _tokens(v or [], k), help="shared secret(s) for /exotel/*"),
+    Field("lookup_order", parse=lambda v, k: _lookup_order(list(LOOKUP_SOURCES) if v is None else v, k)),
+    Field("connectors", parse=lambda v, k: _list(v, k)),
+    Field("reps", parse=lambda v, k: _list(v, k)),
+    Field("teams", parse=lambda v, k: _mapping(v, k)),
+    Field("fallback", parse=_raw),
+    Field("lines", parse=lambda v, k: _mapping(v, k)),
+    Field("max_numbers", int, default=5, min=1, max=20),
+    Field("cache", parse=lambda v, k: _mapping(v, k)),
+    Field("breaker", parse=lambda v, k: _mapping(v, k)),
+    Field("log_level", default="INFO", parse=_log_level),
+    Field("shared_state", parse=lambda v, k: _mapping(v, k)),
+    Field("last_agent_days", float, default=30.0, min=0, max=365),
+    Field("check_number", str, default=""),
+    Field("log_format", default="text", parse=_log_format, help="text, or json (one object per line)"),
+    Field("ops_token", parse=_ops_token, help="secret for /metrics, /readyz and /ops/*"),
+    Field("trusted_proxies", int, default=0, min=0, max=5, help="proxies that set X-Forwarded-*"),
+)
+CACHE: tuple[Field, ...] = (
+    Field("positive_ttl_s", float, default=600.0, min=0, max=86400 * 7),
+    Field("negative_ttl_s", float, default=60.0, min=0, max=86400),
+    Field("stale_max_age_s", float, default=7 * 86400.0, min=0, max=90 * 86400),
+    Field("max_entries", int, default=100_000, min=10, max=10_000_000),
+    Field("call_ttl_s", float, default=3600.0, min=60, max=86400),
+    Field("call_max_entries", int, default=20_000, min=10, max=1_000_000),
+)
+BREAKER: tuple[Field, ...] = (
+    Field("failures", int, default=5, min=1, max=1000),
+    Field("cooldown_s", float, default=30.0, min=0.1, max=3600),
+)
+SHARED_STATE: tuple[Field, ...] = (
+    Field("url", str, required=True, secret=True, help="a Redis URL such as redis://127.0.0.1:6379/0 (or rediss://, unix://)"),
+    Field("prefix", str, default="dialwhom:"),
+    Field("timeout_ms", int, default=100, min=5, max=1000),
+)
+TEAM: tuple[Field, ...] = (
+    Field("backup", parse=lambda v, k: [] if v is None else v, help="numbers rung after the owner, in order"),
+    Field("name", str),
+)
+REP: tuple[Field, ...] = (
+    Field("owner", parse=_raw, help="the owner's id or email as the CRM reports it (or a list of them)"),
+    Field("phone", parse=_raw, help="the number to ring for this rep"),
+    Field("team", parse=_raw),
+    Field("name", str),
+)
+#: the keys of a connector entry the framework reads; the rest are the connector's own
+CONNECTOR: tuple[Field, ...] = (
+    Field("id", parse=_raw),
+    Field("type", parse=_raw),
+    Field("timeout_ms", int, min=10, max=BUDGET_CEILING_MS),
+    Field("retries", int, default=1, min=0, max=5),
+    Field("enabled", bool, default=True),
+)
+FRAMEWORK_CONNECTOR_KEYS = frozenset(f.name for f in CONNECTOR)
+
+
 def from_mapping(
     raw: Mapping[str, Any],
     *,
@@ -200,28 +336,9 @@ def from_mapping(
     if not isinstance(raw, Mapping):
         raise ConfigError("<file>", "the top level must be a mapping of keys to values")
     data = _substitute(raw, os.environ if environ is None else environ, "")
-    v = _Validator(data)
-    region = v.str("default_region", "IN").upper()
-    if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ConfigError("default_region", f"'{region}' is not a region code; use a two-letter code such as IN, US or GB")
-    budget = v.int("budget_ms", 2000, 50, BUDGET_CEILING_MS)
-    raw_tokens = v.raw("token", [])
-    raw_tokens = raw_tokens if isinstance(raw_tokens, list) else [raw_tokens]
-    tokens: list[str] = []
-    for i, tok in enumerate(raw_tokens):
-        key = "token" if len(raw_tokens) == 1 else f"token[{i}]"
-        if not isinstance(tok, str):
-            raise ConfigError(key, "expected text (a long random secret, best from ${DIALWHOM_TOKEN})")
-        if tok.strip() and len(tok.strip()) < 16:
-            raise ConfigError(key, "use at least 16 random characters (for example `python -c \"import secrets; print(secrets.token_urlsafe(24))\"`)")
-        if tok.strip():
-            tokens.append(tok.strip())
-    order = tuple(v.list("lookup_order", list(LOOKUP_SOURCES)))
-    for i, item in enumerate(order):
-        if item not in LOOKUP_SOURCES:
-            raise ConfigError(f"lookup_order[{i}]", f"'{item}' is not one of {', '.join(LOOKUP_SOURCES)}")
-    if len(set(order)) != len(order):
-        raise ConfigError("lookup_order", "each source may appear once")
+    top = validate_options(TOP_LEVEL, data, "", what="the config file")
+    region: str = top["default_region"]
+    budget: int = top["budget_ms"]
 
     def number(key: str, value: Any) -> str:
         if not isinstance(value, (str, int)) or not str(value).strip():
@@ -233,29 +350,23 @@ def from_mapping(
         return tuple(number(f"{key}[{i}]" if isinstance(value, list) else key, x) for i, x in enumerate(items))
 
     teams: dict[str, tuple[str, ...]] = {}
-    for name, body in v.map("teams").items():
+    for name, body in top["teams"].items():
         key = f"teams.{name}"
         if body is None:
             body = {}
-        if isinstance(body, list):
-            raise ConfigError(key, "expected a mapping with 'backup: [numbers]'")
         if not isinstance(body, Mapping):
             raise ConfigError(key, "expected a mapping with 'backup: [numbers]'")
-        unknown = set(body) - {"backup", "name"}
-        if unknown:
-            raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key; a team has 'backup' (and an optional 'name')")
-        teams[str(name)] = numbers(f"{key}.backup", body.get("backup") or [])
+        team = validate_options(TEAM, body, key, what="a team")
+        teams[str(name)] = numbers(f"{key}.backup", team["backup"])
 
     reps: list[Rep] = []
     seen_owner: dict[str, str] = {}
-    for i, body in enumerate(v.list("reps", [])):
+    for i, body in enumerate(top["reps"]):
         key = f"reps[{i}]"
         if not isinstance(body, Mapping):
             raise ConfigError(key, "expected a mapping with owner, phone and team")
-        unknown = set(body) - {"owner", "phone", "team", "name"}
-        if unknown:
-            raise ConfigError(f"{key}.{sorted(unknown)[0]}", "unknown key; a rep has owner, phone, team and an optional name")
-        owners = body.get("owner")
+        rep = validate_options(REP, body, key, what="a rep")
+        owners = rep["owner"]
         owners = owners if isinstance(owners, list) else [owners]
         if not owners or any(not isinstance(o, (str, int)) or not str(o).strip() for o in owners):
             raise ConfigError(f"{key}.owner", "required: the owner's id or email as the CRM reports it (or a list of them)")
@@ -264,16 +375,16 @@ def from_mapping(
             if o.lower() in seen_owner:
                 raise ConfigError(f"{key}.owner", f"'{o}' is already used by {seen_owner[o.lower()]}")
             seen_owner[o.lower()] = key
-        if body.get("phone") in (None, "", []):
+        if rep["phone"] in (None, "", []):
             raise ConfigError(f"{key}.phone", "required: the number to ring for this rep")
-        team = body.get("team")
+        team = rep["team"]
         if team is not None and str(team) not in teams:
             raise ConfigError(f"{key}.team", f"team '{team}' is not defined under 'teams'")
-        reps.append(Rep(tuple(owners), numbers(f"{key}.phone", body["phone"]), str(team) if team is not None else None, body.get("name")))
+        reps.append(Rep(tuple(owners), numbers(f"{key}.phone", rep["phone"]), str(team) if team is not None else None, rep["name"]))
 
-    fallback = numbers("fallback", v.raw("fallback", []) or [])
+    fallback = numbers("fallback", top["fallback"] or [])
     lines: dict[str, str] = {}
-    for num, team in v.map("lines").items():
+    for num, team in top["lines"].items():
         key = f"lines.{num}"
         e164 = number(key, num)
         if str(team) not in teams:
@@ -282,7 +393,7 @@ def from_mapping(
 
     connectors: list[ConnectorSettings] = []
     ids: set[str] = set()
-    for i, body in enumerate(v.list("connectors", [])):
+    for i, body in enumerate(top["connectors"]):
         key = f"connectors[{i}]"
         if not isinstance(body, Mapping):
             raise ConfigError(key, "expected a mapping with at least 'id' and 'type'")
@@ -295,75 +406,59 @@ def from_mapping(
         ctype = body.get("type")
         if not isinstance(ctype, str) or not ctype:
             raise ConfigError(f"{key}.type", "required: the connector type, e.g. directory, http, hubspot")
-        cv = _Validator(body, prefix=f"{key}.")
+        framework = {k: v for k, v in body.items() if k in FRAMEWORK_CONNECTOR_KEYS}
+        own = validate_options(CONNECTOR, framework, key)
         connectors.append(
             ConnectorSettings(
                 id=cid,
                 type=ctype,
+                # the connector's own keys are checked against its schema when it is built
                 options={k: val for k, val in body.items() if k not in FRAMEWORK_CONNECTOR_KEYS},
-                timeout_ms=cv.int("timeout_ms", min(1500, budget), 10, BUDGET_CEILING_MS),
-                retries=cv.int("retries", 1, 0, 5),
-                enabled=cv.bool("enabled", True),
+                timeout_ms=min(1500, budget) if own["timeout_ms"] is None else own["timeout_ms"],
+                retries=own["retries"],
+                enabled=own["enabled"],
             )
         )
 
-    cache_v = _Validator(v.map("cache"), prefix="cache.")
-    cache = CacheSettings(
-        positive_ttl_s=cache_v.float("positive_ttl_s", 600, 0, 86400 * 7),
-        negative_ttl_s=cache_v.float("negative_ttl_s", 60, 0, 86400),
-        stale_max_age_s=cache_v.float("stale_max_age_s", 7 * 86400, 0, 90 * 86400),
-        max_entries=cache_v.int("max_entries", 100_000, 10, 10_000_000),
-        call_ttl_s=cache_v.float("call_ttl_s", 3600, 60, 86400),
-        call_max_entries=cache_v.int("call_max_entries", 20_000, 10, 1_000_000),
-    )
-    cache_v.no_unknown()
-    breaker_v = _Validator(v.map("breaker"), prefix="breaker.")
-    breaker = BreakerSettings(
-        failures=breaker_v.int("failures", 5, 1, 1000),
-        cooldown_s=breaker_v.float("cooldown_s", 30, 0.1, 3600),
-    )
-    breaker_v.no_unknown()
+    cache = CacheSettings(**validate_options(CACHE, top["cache"], "cache", what="cache"))
+    breaker = BreakerSettings(**validate_options(BREAKER, top["breaker"], "breaker", what="breaker"))
     shared = None
-    shared_raw = v.map("shared_state")
-    if shared_raw:
-        sv = _Validator(shared_raw, prefix="shared_state.")
-        url = sv.str("url", "")
+    if top["shared_state"]:
+        sv = validate_options(SHARED_STATE, top["shared_state"], "shared_state", what="shared_state")
+        url = str(sv["url"])
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("shared_state.url", "required: a Redis URL such as redis://127.0.0.1:6379/0 (or rediss://, unix://)")
-        shared = SharedStateSettings(url, sv.str("prefix", "dialwhom:"), sv.int("timeout_ms", 100, 5, 1000))
-        sv.no_unknown()
-    log_format = v.str("log_format", "text").lower()
-    if log_format not in ("text", "json"):
-        raise ConfigError("log_format", f"'{log_format}' is not one of text, json")
-    ops_token = v.str("ops_token", "") or None
-    if ops_token is not None and len(ops_token) < 16:
-        raise ConfigError("ops_token", "use at least 16 random characters (best from ${DIALWHOM_OPS_TOKEN})")
-    settings = Settings(
+        shared = SharedStateSettings(url, sv["prefix"], sv["timeout_ms"])
+    return Settings(
         default_region=region,
         budget_ms=budget,
-        tokens=tuple(tokens),
-        lookup_order=order,
+        tokens=top["token"],
+        lookup_order=top["lookup_order"],
         connectors=tuple(connectors),
         reps=tuple(reps),
         teams=teams,
         fallback=fallback,
         lines=lines,
-        max_numbers=v.int("max_numbers", 5, 1, 20),
+        max_numbers=top["max_numbers"],
         cache=cache,
         breaker=breaker,
-        log_level=_log_level(v.str("log_level", "INFO")),
+        log_level=top["log_level"],
         shared_state=shared,
-        last_agent_days=v.float("last_agent_days", 30, 0, 365),
-        check_number=_check_number(v.str("check_number", ""), region),
+        last_agent_days=top["last_agent_days"],
+        check_number=_check_number(top["check_number"] or "", region),
         source=source,
         base_dir=base_dir or Path.cwd(),
-        log_format=log_format,
-        ops_token=ops_token,
-        trusted_proxies=v.int("trusted_proxies", 0, 0, 5),
+        log_format=top["log_format"],
+        ops_token=top["ops_token"],
+        trusted_proxies=top["trusted_proxies"],
         version=config_version(data),
     )
-    v.no_unknown()
-    return settings
+
+
+def _check_number(value: str, region: str) -> str | None:
+    if not value:
+        return None
+    return _ringable("check_number", value, region)
 
 
 def config_version(data: Mapping[str, Any]) -> str:
@@ -395,19 +490,6 @@ def _ringable(key: str, value: str, region: str) -> str:
                       f"if it really is in use, write it with a trailing '{UNCHECKED_MARK}' (\"{text}{UNCHECKED_MARK}\") to skip this check")
 
 
-def _log_level(value: str) -> str:
-    level = value.upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError("log_level", f"'{value}' is not one of DEBUG, INFO, WARNING, ERROR")
-    return level
-
-
-def _check_number(value: str, region: str) -> str | None:
-    if not value:
-        return None
-    return _ringable("check_number", value, region)
-
-
 def _substitute(value: Any, environ: Mapping[str, str], key: str) -> Any:
     """Replace ``${NAME}`` (or ``${NAME:-default}``) in every string with the environment's value."""
     if isinstance(value, str):
@@ -424,64 +506,3 @@ def _substitute(value: Any, environ: Mapping[str, str], key: str) -> Any:
     if isinstance(value, list):
         return [_substitute(v, environ, f"{key}[{i}]") for i, v in enumerate(value)]
     return value
-
-
-class _Validator:
-    """Typed reads of one mapping, remembering which keys were used, naming the key on error."""
-
-    def __init__(self, data: Mapping[str, Any], prefix: str = ""):
-        self.data = data
-        self.prefix = prefix
-        self.used: set[str] = set()
-
-    def raw(self, key: str, default: Any) -> Any:
-        self.used.add(key)
-        value = self.data.get(key, default)
-        return default if value is None else value
-
-    def str(self, key: str, default: str) -> str:
-        value = self.raw(key, default)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str):
-            raise ConfigError(self.prefix + key, f"expected text, got {type(value).__name__}")
-        return value.strip()
-
-    def int(self, key: str, default: int, lo: int, hi: int) -> int:
-        value = self.raw(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(self.prefix + key, f"expected a whole number between {lo} and {hi}, got {value!r}")
-        if not lo <= value <= hi:
-            raise ConfigError(self.prefix + key, f"{value} is out of range; use {lo} to {hi}")
-        return value
-
-    def float(self, key: str, default: float, lo: float, hi: float) -> float:
-        value = self.raw(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(self.prefix + key, f"expected a number between {lo} and {hi}, got {value!r}")
-        if not lo <= value <= hi:
-            raise ConfigError(self.prefix + key, f"{value} is out of range; use {lo} to {hi}")
-        return float(value)
-
-    def bool(self, key: str, default: bool) -> bool:
-        value = self.raw(key, default)
-        if not isinstance(value, bool):
-            raise ConfigError(self.prefix + key, f"expected true or false, got {value!r}")
-        return value
-
-    def list(self, key: str, default: list) -> list:
-        value = self.raw(key, default)
-        if not isinstance(value, list):
-            raise ConfigError(self.prefix + key, f"expected a list, got {type(value).__name__}")
-        return value
-
-    def map(self, key: str) -> Mapping[str, Any]:
-        value = self.raw(key, {})
-        if not isinstance(value, Mapping):
-            raise ConfigError(self.prefix + key, f"expected a mapping, got {type(value).__name__}")
-        return value
-
-    def no_unknown(self) -> None:
-        for key in self.data:
-            if key not in self.used:
-                raise ConfigError(self.prefix + str(key), "unknown key (check the spelling against the README's config reference)")

@@ -1,4 +1,4 @@
-"""Who last talked to a caller, learnt from Exotel's Passthru applet (exotel.md §6).
+"""Who last talked to a caller, learnt from Exotel's Passthru applet (docs/exotel.md §6).
 
 Used when the CRM has no owner for a caller: "last-agent" stickiness, as Exotel's own sticky
 agent feature does, for `last_agent_days`.

@@ -100,9 +100,64 @@ def variants(e164: str) -> list[str]:
     return list(seen)
 
 
+#: dashes people (and word processors) type inside numbers, and the spaces that are not ASCII
+_DASHES_AND_SPACES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"}
+                                   | {c: " " for c in "\u00a0\u2007\u202f"})
+#: what separates several numbers in one field: , ; | newlines, "or", "and", "&"
+_LIST_SEPARATOR = re.compile(r"[,;|\n\r]+|\s(?:or|and|&)\s", re.IGNORECASE)
+#: an extension at the end of a number: "ext 5", "ext. 5", "extn 5", "extension 5", "x5", "#5"
+_EXTENSION = re.compile(r"(?:\bext(?:ension|n)?\b\.?|(?<![a-z])x|#)\s*[:.\-]?\s*\d{1,7}\s*$", re.IGNORECASE)
+#: labels: "(M)", "(home)", "Mobile:", "Tel." ... anything that is not part of a written number
+_LABEL = re.compile(r"\([^0-9()]*\)|[^0-9+()\-./\s]")
+#: most digits an E.164 number has; a piece with more holds several numbers
+_MAX_DIGITS = 15
+
+
+@lru_cache(maxsize=8192)
+def numbers_in(stored: str | None, region: str = "IN") -> tuple[str, ...]:
+    """Every phone number in a CRM field, as E.164, in order, without duplicates.
+
+    Fields hold what people type: several numbers (``"9876543210, 9123456789"``,
+    ``"98765 43210 / 080 2345 6789"``), labels (``"98765 43210 (M)"``, ``"Mob: ..."``),
+    extensions (``"... ext 5"``, ``"... x5"``) and en or em dashes. Labels and extensions are
+    ignored; a piece that is no phone number is skipped.
+
+        >>> numbers_in("98765 43210 (M), +91 80 2345 6789 ext 12")
+        ('+919876543210', '+918023456789')
+    """
+    if not stored:
+        return ()
+    text = stored[:400].translate(_DASHES_AND_SPACES)
+    found: dict[str, None] = {}
+    for part in _LIST_SEPARATOR.split(text):
+        whole = to_e164(_clean(part), region)
+        if whole is not None:
+            found.setdefault(whole, None)
+            continue
+        # "9876543210 ext 5 / 9123456789" or "9876543210 9123456789": one number per piece
+        pieces = part.split("/") if "/" in part else part.split() if len(digits_only(part)) > _MAX_DIGITS else ()
+        for piece in pieces:
+            e164 = to_e164(_clean(piece), region)
+            if e164 is not None:
+                found.setdefault(e164, None)
+    return tuple(found)
+
+
+def _clean(piece: str) -> str:
+    """One written number without its extension, labels and stray separators."""
+    return _LABEL.sub(" ", _EXTENSION.sub("", piece)).strip(" -./")
+
+
 def same_number(stored: str | None, e164: str, region: str = "IN") -> bool:
-    """True when a number as a CRM stored it is the caller's number."""
-    return bool(stored) and to_e164(stored, region) == e164
+    """True when a CRM field, as stored, holds the caller's number (one of its numbers).
+
+    The common case, one cleanly written number, costs one cached parse.
+    """
+    if not stored:
+        return False
+    if to_e164(stored.strip(), region) == e164:
+        return True
+    return e164 in numbers_in(stored, region)
 
 
 @lru_cache(maxsize=4096)  # every logged answer masks its caller; callers call again

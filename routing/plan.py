@@ -18,7 +18,7 @@ from functools import cached_property
 
 from dialwhom.routing.config import Settings
 from dialwhom.routing.model import Match
-from dialwhom.routing.phones import mask, parse_config_number
+from dialwhom.routing.phones import parse_config_number
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,6 @@ class Plan:
     def packed(self) -> tuple:
         """See `pack_plan`."""
         return (tuple((s.number, s.why) for s in self.steps), self.owner_known, self.team, tuple(self.notes))
-
-    def summary(self) -> str:
-        """The plan for logs: reasons with masked numbers."""
-        return " ".join(f"{s.why}={mask(s.number)}" for s in self.steps) or "empty"
 
 
 def pack_plan(plan: Plan) -> tuple:
@@ -124,11 +120,6 @@ def build_plan(settings: Settings, match: Match | None, line: str | None = None,
         steps += [Step(n, f"last-resort:{t}") for t, nums in settings.teams.items() for n in nums]
         steps += [Step(n, "last-resort") for r in settings.reps for n in r.phones]
     return Plan(tuple(_unique(steps)[: settings.max_numbers]), owner_known, team, tuple(notes))
-
-
-def fallback_plan(settings: Settings, line: str | None = None) -> Plan:
-    """The answer from config alone: the line's team, then fallback. Never calls a CRM."""
-    return build_plan(settings, None, line)
 
 
 def _known_team(settings: Settings, name: str | None) -> str | None:

@@ -1,4 +1,4 @@
-"""What Exotel sent, read tolerantly (exotel.md §1).
+"""What Exotel sent, read tolerantly (docs/exotel.md §1).
 
 Nothing is required and nothing raises: empty strings and the literal ``null`` mean absent,
 ``digits`` loses its double quotes, a ``+`` that arrived as a space is restored, unknown
@@ -51,11 +51,6 @@ class ExotelRequest:
     digits: str | None = None
     dial_call_status: str | None = None
     dial_whom_number: str | None = None
-
-    @property
-    def is_repeat(self) -> bool:
-        """A re-request after a failed attempt (fetch numbers after every attempt)."""
-        return self.dial_whom_number is not None or self.dial_call_status is not None
 
     def queries(self, order: tuple[str, ...], region: str) -> list[Query]:
         """The customer keys to try, in `lookup_order`, without duplicates."""

@@ -16,7 +16,7 @@ import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 from dialwhom.routing.breaker import CircuitBreaker
 from dialwhom.routing.cache import CallPlans, LookupCache, SingleFlight
@@ -27,7 +27,8 @@ from dialwhom.routing.history import LastAgents
 from dialwhom.routing.metrics import Metrics
 from dialwhom.routing.model import Match, Query
 from dialwhom.routing.phones import mask, parse_config_number
-from dialwhom.routing.plan import Plan, build_plan, fallback_plan, pack_plan, unpack_plan
+from dialwhom.routing.ports import Clock, LookupSource, SharedState, SystemClock
+from dialwhom.routing.plan import Plan, build_plan, pack_plan, unpack_plan
 from dialwhom.routing.request import ExotelRequest
 from dialwhom.routing.trace import Trace
 
@@ -37,15 +38,6 @@ log = logging.getLogger("dialwhom.decision")
 PLAN_MEMO_SIZE = 4096
 #: the longest a Retry-After may keep a connector's breaker open
 MAX_HOLD_S = 300.0
-
-
-class LookupSource(Protocol):
-    """What the service needs of a connector (see `dialwhom.integrations.base.Connector`)."""
-
-    id: str
-    supports: tuple[str, ...]
-
-    def lookup(self, query: Query, *, deadline: Deadline) -> Match | None: ...
 
 
 @dataclass(slots=True)
@@ -61,13 +53,15 @@ class _Found:
 
 
 class RoutingService:
-    def __init__(self, settings: Settings, connectors: Sequence[LookupSource], *, max_workers: int = 32, metrics: Metrics | None = None, shared: Any = None):
+    def __init__(self, settings: Settings, connectors: Sequence[LookupSource], *, max_workers: int = 32, metrics: Metrics | None = None, shared: SharedState | None = None, clock: Clock | None = None):
         self.settings = settings
         self.connectors = list(connectors)
-        self.cache = LookupCache(settings.cache)
-        self.calls: CallPlans[Plan] = CallPlans(settings.cache.call_max_entries, settings.cache.call_ttl_s, pack=pack_plan, unpack=unpack_plan)
+        #: the one clock the service reads (tests inject a fake one)
+        self.clock: Clock = clock or SystemClock()
+        self.cache = LookupCache(settings.cache, timer=self.clock.monotonic)
+        self.calls: CallPlans[Plan] = CallPlans(settings.cache.call_max_entries, settings.cache.call_ttl_s, timer=self.clock.monotonic, pack=pack_plan, unpack=unpack_plan)
         self.flight: SingleFlight = SingleFlight()
-        self.breakers = {c.id: CircuitBreaker(c.id, settings.breaker.failures, settings.breaker.cooldown_s) for c in self.connectors}
+        self.breakers = {c.id: CircuitBreaker(c.id, settings.breaker.failures, settings.breaker.cooldown_s, clock=self.clock.monotonic) for c in self.connectors}
         self._supports = {c.id: tuple(getattr(c, "supports", ("phone", "account"))) for c in self.connectors}
         self.metrics = metrics or Metrics()
         self._plan_memo: dict[tuple[int, str | None], tuple[Match, Plan]] = {}
@@ -86,6 +80,20 @@ class RoutingService:
             close = getattr(c, "close", None)
             if close:
                 close()
+
+    def scrape(self) -> bytes:
+        """The Prometheus text for /metrics, with the gauges read at scrape time."""
+        self.set_gauges()
+        return self.metrics.render()
+
+    def set_gauges(self) -> None:
+        """Breaker and rate-limit gauges from the connectors' current state."""
+        for cid, breaker in self.breakers.items():
+            self.metrics.breaker_open.labels(cid).set(0 if breaker.state == "closed" else 1)
+        for c in self.connectors:
+            remaining = getattr(c, "rate_limit_remaining", None)
+            if remaining is not None:
+                self.metrics.rate_limit_remaining.labels(c.id).set(remaining)
 
     # -- answers -------------------------------------------------------------------------------
 
@@ -122,6 +130,21 @@ class RoutingService:
                 self.calls.publish(sid, plan)
         return self._finish(plan, trace, deadline)
 
+    def answer(self, endpoint: str, req: ExotelRequest, deadline: Deadline) -> Decision:
+        """The decision one endpoint answers with, never an exception, counted in metrics.
+
+        `endpoint` "fallback" answers from config alone; a bug while deciding is logged and
+        answered from config too (path ``error-fallback``): the caller is waiting.
+        """
+        try:
+            decision = self.fallback(req, deadline) if endpoint == "fallback" else self.decide(req, deadline)
+        except Exception:
+            log.exception("decision failed; answering from config")
+            decision = self.fallback(req, deadline)
+            decision.trace.path = "error-fallback"
+        self.metrics.decided(endpoint, decision.trace.path, decision.trace.elapsed_ms / 1000.0)
+        return decision
+
     def record_outcome(self, req: ExotelRequest) -> bool:
         """Remember who talked to the caller (Passthru after Connect); True if recorded."""
         if req.dial_call_status != "completed" or not req.caller or not req.dial_whom_number:
@@ -145,7 +168,7 @@ class RoutingService:
     def fallback(self, req: ExotelRequest, deadline: Deadline) -> Decision:
         """The answer from config alone (Exotel's Fallback URL): never calls a connector."""
         trace = Trace(call_sid=req.call_sid, path="fallback")
-        return self._finish(fallback_plan(self.settings, req.line), trace, deadline)
+        return self._finish(build_plan(self.settings, None, req.line), trace, deadline)  # config alone
 
     def _finish(self, plan: Plan, trace: Trace, deadline: Deadline) -> Decision:
         trace.plan = plan.reasons
@@ -279,10 +302,15 @@ class RoutingService:
         self.cache.put(key, match)
         return _Found(match, elapsed * 1000.0)
 
-    def health(self) -> dict[str, Any]:
-        """Breaker states, cache sizes: the detail behind /readyz."""
+    def readiness(self) -> dict[str, Any]:
+        """The detail behind /readyz: each connector's breaker, cache sizes, shared state."""
         return {
-            "connectors": {cid: b.snapshot() for cid, b in self.breakers.items()},
+            "status": "ready",
+            "config": self.settings.source,
+            "connectors": [
+                {"id": c.id, "type": getattr(c, "type_name", "?"), "breaker": self.breakers[c.id].snapshot()}
+                for c in self.connectors
+            ],
             "cached_lookups": len(self.cache),
             "remembered_calls": len(self.calls),
             "last_agents": len(self.last_agents),

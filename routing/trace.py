@@ -12,6 +12,21 @@ from dataclasses import dataclass, field
 
 from dialwhom.routing.phones import mask
 
+#: every decision path (``Trace.path``): the one vocabulary of logs, headers, metrics and docs
+PATHS: dict[str, str] = {
+    "cache": "the owner came from a cached connector answer",
+    "fresh": "a connector found the owner during this request",
+    "stale": "the connectors failed; the last owner known for this caller was used",
+    "repeat": "a repeat request of a call: the call's first plan again",
+    "not-found": "no connector knows the caller: the line's team (or last agent), then fallback",
+    "no-key": "the request carried nothing to look up (no caller, CustomField or digits)",
+    "timeout": "a connector did not answer in time and nothing else was known",
+    "breaker-open": "a failing connector was skipped while it recovers",
+    "error": "a connector failed and nothing else was known",
+    "fallback": "Exotel's Fallback URL: from config alone, no connector asked",
+    "error-fallback": "deciding raised a bug; answered from config (and logged)",
+}
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 #: a run of 7+ digits, possibly written with separators or URL-encoded ('%2B9198…')
 _NUMBERISH = re.compile(r"(?:\+|%2[bB])?\d(?:[\d\-. ()]|%20){5,}\d")

@@ -1,6 +1,6 @@
 """A misbehaving CRM-shaped HTTP server for tests and benchmarks (issue #3, "never keep the caller waiting").
 
-It serves the ``http`` connector's JSON (interface.md) for a phone -> owner dataset, on real sockets
+It serves the ``http`` connector's JSON (README, "Connectors") for a phone -> owner dataset, on real sockets
 (127.0.0.1, port 0, one thread per connection), and misbehaves on demand. The mode can be switched
 at runtime: ``srv.mode = "hang"`` in process, ``POST /_mode?mode=hang`` from outside.
 
@@ -133,6 +133,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse can be observed
+    disable_nagle_algorithm = True  # no delayed-ACK stall between the header and body writes
     server: _Server
 
     # -- plumbing ----------------------------------------------------------------------------

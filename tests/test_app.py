@@ -8,7 +8,6 @@ import logging
 import re
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -26,15 +25,15 @@ from dialwhom.integrations.connectors.http_json import HttpJsonConnector
 from dialwhom.integrations.registry import registry_from_classes
 from dialwhom.routing.config import EXAMPLE_CONFIG, load
 
-ASHA, VIKRAM, NORTH3 = "+919800000001", "+919800000002", "+919800000003"
-MEERA, MEERA_DESK, RAHUL, SOUTH3 = "+919800000011", "+918041112233", "+919800000012", "+919800000013"
-FALLBACK = "+918000000000"
+from sample import ASHA, FALLBACK, MEERA, NORTH3, RAHUL, SOUTH3, VIKRAM  # noqa: E402
+
+MEERA_DESK = "+918041112233"
 ASHA_PLAN = ",".join([ASHA, VIKRAM, NORTH3, FALLBACK])
 NORTH_LINE_PLAN = ",".join([VIKRAM, NORTH3, FALLBACK])
 E164_LIST = re.compile(r"^\+[1-9]\d{6,14}(,\+[1-9]\d{6,14})*$")
 TOKEN, TOKEN2 = "tok-" + "a1b2c3d4" * 3, "tok-" + "z9y8x7w6" * 3
 
-#: a first request as Exotel sends it (exotel.md §1), for an incoming call
+#: a first request as Exotel sends it (docs/exotel.md §1), for an incoming call
 FIRST = {
     "CallSid": "b6cfaf5c7a3e4b9d8f0a1c2d3e4f5a6b",
     "CallFrom": "09876543210",
@@ -72,24 +71,9 @@ def isolated(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def apps():
-    made: list[Flask] = []
-
-    def make(config=None, classes=None) -> Flask:
-        registry = registry_from_classes(classes) if classes is not None else None
-        a = create_app(config, registry=registry)
-        made.append(a)
-        return a
-
-    yield make
-    for a in made:
-        a.extensions["dialwhom"].close()
-
-
-@pytest.fixture
-def embedded(isolated, apps):
+def embedded(isolated, make_app):
     """The app exactly as `python app.py` would build it with no setup at all."""
-    return apps()
+    return make_app()
 
 
 @pytest.fixture
@@ -238,9 +222,9 @@ def test_fallback_endpoint(client):
     assert "path=fallback" in r.headers[TRACE_HEADER]
 
 
-def test_fallback_endpoint_never_calls_a_connector(isolated, apps):
+def test_fallback_endpoint_never_calls_a_connector(isolated, make_app):
     MustNotBeCalled.calls = []
-    a = apps(with_fallback(connectors=[{"id": "crm", "type": "forbidden"}], teams={"north": {"backup": [VIKRAM]}}, lines={"+918039513882": "north"}), [MustNotBeCalled])
+    a = make_app(with_fallback(connectors=[{"id": "crm", "type": "forbidden"}], teams={"north": {"backup": [VIKRAM]}}, lines={"+918039513882": "north"}), [MustNotBeCalled])
     c = a.test_client()
     for params in (FIRST, {"CustomField": "A-1"}, {"digits": '"9876543210"'}, {}):
         r = dial(c, params, path="/exotel/fallback")
@@ -292,8 +276,8 @@ def test_readyz_lists_connectors_with_their_type(client):
 
 
 @pytest.fixture
-def guarded(apps, isolated):
-    return apps(with_fallback(token=TOKEN)).test_client()
+def guarded(make_app, isolated):
+    return make_app(with_fallback(token=TOKEN)).test_client()
 
 
 @pytest.mark.parametrize("path", ["/exotel/dial-whom", "/exotel/fallback", "/exotel/connect"])
@@ -317,23 +301,23 @@ def test_ops_endpoints_need_no_token(guarded):
         assert guarded.get(path).status_code == 200
 
 
-def test_several_tokens_while_rotating(apps, isolated):
-    c = apps(with_fallback(token=[TOKEN, TOKEN2])).test_client()
+def test_several_tokens_while_rotating(make_app, isolated):
+    c = make_app(with_fallback(token=[TOKEN, TOKEN2])).test_client()
     assert dial(c, {**FIRST, "token": TOKEN}).status_code == 200
     assert dial(c, {**FIRST, "token": TOKEN2}).status_code == 200
     assert dial(c, {**FIRST, "token": "neither-of-the-two-tokens"}).status_code == 403
     assert dial(c, FIRST).status_code == 403
 
 
-def test_token_off_means_no_check(apps, isolated):
-    c = apps(with_fallback()).test_client()
+def test_token_off_means_no_check(make_app, isolated):
+    c = make_app(with_fallback()).test_client()
     assert dial(c, FIRST).status_code == 200
     assert dial(c, {**FIRST, "token": "anything"}).status_code == 200
 
 
-def test_embedded_default_takes_the_token_from_the_env(isolated, apps, monkeypatch):
+def test_embedded_default_takes_the_token_from_the_env(isolated, make_app, monkeypatch):
     monkeypatch.setenv("DIALWHOM_TOKEN", TOKEN)
-    c = apps().test_client()
+    c = make_app().test_client()
     assert dial(c, FIRST).status_code == 403
     assert dial(c, {**FIRST, "token": TOKEN}).get_data(as_text=True) == ASHA_PLAN
 
@@ -342,25 +326,25 @@ def test_embedded_default_takes_the_token_from_the_env(isolated, apps, monkeypat
 
 
 @pytest.mark.parametrize("path", ["/exotel/dial-whom", "/exotel/fallback", "/exotel/connect"])
-def test_no_numbers_in_config_is_503_not_an_empty_200(apps, isolated, path):
-    c = apps({}).test_client()
+def test_no_numbers_in_config_is_503_not_an_empty_200(make_app, isolated, path):
+    c = make_app({}).test_client()
     r = dial(c, FIRST, path=path)
     assert r.status_code == 503
     assert r.get_data(as_text=True).strip()
     assert "fallback" in r.get_data(as_text=True)
 
 
-def test_broken_connector_still_answers_200_with_the_fallback(apps, isolated):
+def test_broken_connector_still_answers_200_with_the_fallback(make_app, isolated):
     Broken.calls = 0
-    c = apps(with_fallback(connectors=[{"id": "crm", "type": "broken"}]), [Broken]).test_client()
+    c = make_app(with_fallback(connectors=[{"id": "crm", "type": "broken"}]), [Broken]).test_client()
     r = dial(c, {"CallSid": "b1", "CallFrom": "09876543210"})
     assert (r.status_code, r.get_data(as_text=True)) == (200, FALLBACK)
     assert Broken.calls == 1
     assert "internal error RuntimeError" in r.headers[TRACE_HEADER]
 
 
-def test_a_multiline_connector_error_still_answers_200(apps, isolated):
-    c = apps(with_fallback(connectors=[{"id": "crm", "type": "multiline"}]), [MultiLine]).test_client()
+def test_a_multiline_connector_error_still_answers_200(make_app, isolated):
+    c = make_app(with_fallback(connectors=[{"id": "crm", "type": "multiline"}]), [MultiLine]).test_client()
     r = dial(c, {"CallSid": "m1", "CallFrom": "09876543210"})
     assert (r.status_code, r.get_data(as_text=True)) == (200, FALLBACK)
     assert "\n" not in r.headers[TRACE_HEADER] and "\r" not in r.headers[TRACE_HEADER]
@@ -375,9 +359,9 @@ def _all_log_text(caplog) -> str:
     return caplog.text + "\n".join(r.getMessage() for r in caplog.records)
 
 
-def test_one_log_line_per_answer_with_masked_numbers(apps, isolated, caplog, monkeypatch):
+def test_one_log_line_per_answer_with_masked_numbers(make_app, isolated, caplog, monkeypatch):
     monkeypatch.setenv("DIALWHOM_TOKEN", TOKEN)
-    c = apps().test_client()
+    c = make_app().test_client()
     with caplog.at_level(logging.DEBUG):
         caplog.clear()
         for params in (FIRST, {**FIRST, "DialCallStatus": "busy", "DialWhomNumber": "09800000001"}, {"CallSid": "z", "From": "abc9876543210"}):
@@ -393,16 +377,16 @@ def test_one_log_line_per_answer_with_masked_numbers(apps, isolated, caplog, mon
         assert bit not in text
 
 
-def test_broken_connector_logs_no_number(apps, isolated, caplog):
-    c = apps(with_fallback(connectors=[{"id": "crm", "type": "broken"}]), [Broken]).test_client()
+def test_broken_connector_logs_no_number(make_app, isolated, caplog):
+    c = make_app(with_fallback(connectors=[{"id": "crm", "type": "broken"}]), [Broken]).test_client()
     with caplog.at_level(logging.DEBUG):
         dial(c, FIRST)
     assert "RuntimeError" in caplog.text
     assert "9876543210" not in _all_log_text(caplog)
 
 
-def test_connector_bug_message_with_the_number_is_not_logged(apps, isolated, caplog):
-    c = apps(with_fallback(connectors=[{"id": "crm", "type": "leaky"}]), [LeakyBug]).test_client()
+def test_connector_bug_message_with_the_number_is_not_logged(make_app, isolated, caplog):
+    c = make_app(with_fallback(connectors=[{"id": "crm", "type": "leaky"}]), [LeakyBug]).test_client()
     with caplog.at_level(logging.DEBUG):
         r = dial(c, FIRST)
     assert r.get_data(as_text=True) == FALLBACK
@@ -418,8 +402,8 @@ def test_connector_bug_message_with_the_number_is_not_logged(apps, isolated, cap
         ),
     ],
 )
-def test_http_connector_errors_leak_no_number(apps, isolated, caplog, template, mock_url, body, status, ctype):
-    a = apps(with_fallback(connectors=[{"id": "crm", "type": "http", "url": template, "retries": 0}]), [HttpJsonConnector])
+def test_http_connector_errors_leak_no_number(make_app, isolated, caplog, template, mock_url, body, status, ctype):
+    a = make_app(with_fallback(connectors=[{"id": "crm", "type": "http", "url": template, "retries": 0}]), [HttpJsonConnector])
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rm, caplog.at_level(logging.DEBUG):
         rm.add(responses.GET, mock_url, body=body, status=status, content_type=ctype)
         r = dial(a.test_client(), FIRST)
@@ -431,10 +415,10 @@ def test_http_connector_errors_leak_no_number(apps, isolated, caplog, template, 
 # -- a dict config, end to end ------------------------------------------------------------------
 
 
-def test_dict_config_with_directory_csv(apps, isolated):
+def test_dict_config_with_directory_csv(make_app, isolated):
     csv = isolated / "book.csv"
     csv.write_text("account_id,account_name,phones,owner\nA-1,Acme,+1 415 555 0123,u-17\n", encoding="utf-8")
-    a = apps(
+    a = make_app(
         {
             "connectors": [{"id": "book", "type": "directory", "path": str(csv)}],
             "reps": [{"owner": "u-17", "phone": "sip:desk-17", "team": "intl"}],
@@ -496,8 +480,8 @@ def test_app_module_is_a_factory_without_module_level_app():
     assert not hasattr(mod, "app") and not hasattr(mod, "application")
 
 
-def test_create_app_builds_independent_apps(apps, isolated):
-    a, b = apps(), apps()
+def test_create_app_builds_independent_apps(make_app, isolated):
+    a, b = make_app(), make_app()
     assert a is not b
     assert a.extensions["dialwhom"] is not b.extensions["dialwhom"]
     dial(a.test_client(), FIRST)

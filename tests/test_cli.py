@@ -8,17 +8,15 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 import dialwhom.integrations.registry as registry_mod
-from dialwhom.integrations.base import Connector
+import pytest
 from dialwhom.cli import main
+from dialwhom.integrations.base import Connector
 from dialwhom.integrations.connectors.directory import DirectoryConnector
-from dialwhom.routing.errors import AuthError
 from dialwhom.integrations.registry import registry_from_classes
 from dialwhom.routing.config import EXAMPLE_CONFIG
-
-ASHA, VIKRAM, NORTH3, FALLBACK = "+919800000001", "+919800000002", "+919800000003", "+918000000000"
+from dialwhom.routing.errors import AuthError
+from sample import ASHA, FALLBACK, NORTH3, VIKRAM  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -53,6 +53,31 @@ def test_every_builtin_connector_has_a_readme_row_and_a_test_module():
         assert any(p.exists() for p in candidates), f"no test module for connector {name} ({target})"
 
 
+def test_every_builtin_connectors_keys_are_documented():
+    """Each key of a built-in's `config_schema` is named in its README row or its docs/crm guide."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="dialwhom.connectors"):
+        if not ep.value.startswith("dialwhom."):
+            continue
+        row = next((line for line in README.splitlines() if line.startswith(f"| `{ep.name}` |")), "")
+        guide = ROOT / "docs" / "crm" / f"{ep.name}.md"
+        text = row + (guide.read_text(encoding="utf-8") if guide.exists() else "")
+        missing = [f.name for f in ep.load().config_schema if f"`{f.name}`" not in text]
+        assert not missing, f"connector {ep.name}: document {missing} in its README row or docs/crm/{ep.name}.md"
+
+
+def test_every_decision_path_is_declared_and_documented():
+    """The path vocabulary lives in one place (routing/trace.py PATHS); code sets only those."""
+    from dialwhom.routing.trace import PATHS
+
+    for path in PATHS:
+        assert f"`{path}`" in README, f"README's 'How a call is routed' does not name path `{path}`"
+    for source in (ROOT / "routing").glob("*.py"):
+        for path in re.findall(r'\bpath = "([a-z-]+)"', source.read_text(encoding="utf-8")):
+            assert path in PATHS, f"routing/{source.name} sets path {path!r}, not declared in PATHS"
+
+
 def test_readme_quick_start_commands_match_ci():
     """CI must run the README's test command (the second quick-start command)."""
     blocks = re.findall(r"```sh\n(.*?)\n```", README.split("## Quick start", 1)[1], flags=re.S)
@@ -67,3 +92,15 @@ def test_every_command_has_help():
                              capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert out.returncode == 0, out.stderr
         assert "usage: dialwhom" in out.stdout
+
+
+def test_nothing_cites_a_file_the_repository_does_not_contain():
+    tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=ROOT, check=True).stdout.split()
+    for name in tracked:
+        if not name.endswith((".py", ".md", ".toml", ".yaml", ".cfg", ".txt")) or name == "CHANGELOG.md":
+            continue
+        text = (ROOT / name).read_text(encoding="utf-8", errors="replace")
+        outside = ("/" + "work/", "shared" + "/docs")  # spelt apart so this file passes its own check
+        assert not any(o in text for o in outside), f"{name} cites a path outside the repository"
+        for cited in set(re.findall(r"\b(docs/[\w/.-]+\.md)", text)):
+            assert (ROOT / cited).exists(), f"{name} cites {cited}, which the repository does not contain"

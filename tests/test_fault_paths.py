@@ -100,9 +100,9 @@ def connector(srv, cid: str = "crm", **kw) -> dict:
 
 
 @pytest.fixture
-def make_app():
-    """`make(*connector_entries, cache=..., breaker=...)` -> Flask app; runtimes closed afterwards."""
-    made = []
+def fault_app(make_app, clock):
+    """`fault_app(*connector_entries, cache=..., breaker=...)` -> Flask app on the fake `clock`
+    (breaker cool-downs and cache ages move with `clock.advance`, not with sleeps)."""
 
     def make(*connectors: dict, budget_ms: int = BUDGET_MS, cache: dict | None = None, breaker: dict | None = None):
         config = {
@@ -125,13 +125,9 @@ def make_app():
             "breaker": breaker or {},
             "log_level": "WARNING",
         }
-        app = create_app(config, registry=registry_from_classes([HttpJsonConnector]))
-        made.append(app)
-        return app
+        return make_app(config, [HttpJsonConnector], clock=clock)
 
-    yield make
-    for app in made:
-        app.extensions["dialwhom"].close()
+    return make
 
 
 def assert_no_phone(answer: Answer) -> None:
@@ -167,8 +163,8 @@ def assert_no_phone(answer: Answer) -> None:
         ("garbage", "error", "unavailable", UNKNOWN_PLAN, 2),
     ],
 )
-def test_each_fault_gets_the_best_plan_within_budget(make_app, fault_server, mode, path, step, plan, requests):
-    app = make_app(connector(fault_server))
+def test_each_fault_gets_the_best_plan_within_budget(fault_app, fault_server, mode, path, step, plan, requests):
+    app = fault_app(connector(fault_server))
     fault_server.mode = mode
     a = dial(app)
     assert a.status == 200
@@ -181,15 +177,15 @@ def test_each_fault_gets_the_best_plan_within_budget(make_app, fault_server, mod
 
 
 @pytest.mark.parametrize("mode", ["ok", "429", "500", "401_then_ok", "html", "huge", "reset", "garbage"])
-def test_fast_failures_answer_fast(make_app, fault_server, mode):
+def test_fast_failures_answer_fast(fault_app, fault_server, mode):
     """Only a silent CRM may cost the budget; one that answers (even badly) costs milliseconds."""
-    app = make_app(connector(fault_server))
+    app = fault_app(connector(fault_server))
     fault_server.mode = mode
     assert dial(app).elapsed < 0.3
 
 
-def test_common_case_is_a_cache_hit_in_milliseconds(make_app, fault_server):
-    app = make_app(connector(fault_server))
+def test_common_case_is_a_cache_hit_in_milliseconds(fault_app, fault_server):
+    app = fault_app(connector(fault_server))
     assert dial(app).path == "fresh"
     for _ in range(10):
         a = dial(app)
@@ -198,8 +194,8 @@ def test_common_case_is_a_cache_hit_in_milliseconds(make_app, fault_server):
     assert fault_server.count() == 1
 
 
-def test_not_found_is_cached_too(make_app, fault_server):
-    app = make_app(connector(fault_server))
+def test_not_found_is_cached_too(fault_app, fault_server):
+    app = fault_app(connector(fault_server))
     fault_server.set_owner(CALLER_E164, None)
     assert dial(app).path == "not-found"
     a = dial(app)
@@ -207,16 +203,16 @@ def test_not_found_is_cached_too(make_app, fault_server):
     assert fault_server.count() == 1
 
 
-def test_phone_in_url_path_is_not_leaked(make_app, fault_server):
-    app = make_app(connector(fault_server, url=fault_server.url + "/owner/{phone}", retries=0))
+def test_phone_in_url_path_is_not_leaked(fault_app, fault_server):
+    app = fault_app(connector(fault_server, url=fault_server.url + "/owner/{phone}", retries=0))
     fault_server.mode = "500"
     a = dial(app)
     assert (a.path, a.numbers) == ("error", UNKNOWN_PLAN)
     assert_no_phone(a)
 
 
-def test_trace_still_names_the_crm_host(make_app, fault_server):
-    app = make_app(connector(fault_server, retries=0))
+def test_trace_still_names_the_crm_host(fault_app, fault_server):
+    app = fault_app(connector(fault_server, retries=0))
     fault_server.mode = "500"
     a = dial(app)
     assert f"127.0.0.1:{fault_server.port}" in a.trace, a.trace
@@ -236,10 +232,10 @@ def test_trace_still_names_the_crm_host(make_app, fault_server):
         ("reset", "unavailable+stale"),
     ],
 )
-def test_stale_owner_served_while_the_crm_fails(make_app, fault_server, mode, step):
-    app = make_app(connector(fault_server), cache={"positive_ttl_s": 0.05})
+def test_stale_owner_served_while_the_crm_fails(fault_app, clock, fault_server, mode, step):
+    app = fault_app(connector(fault_server), cache={"positive_ttl_s": 0.05})
     assert dial(app).path == "fresh"
-    time.sleep(0.08)  # the positive entry expires; the stale one stays
+    clock.advance(0.08)  # the positive entry expires; the stale one stays
     fault_server.mode = mode
     a = dial(app)
     assert (a.path, a.numbers, a.via) == ("stale", ASHA_PLAN, "crm"), a.trace
@@ -248,9 +244,9 @@ def test_stale_owner_served_while_the_crm_fails(make_app, fault_server, mode, st
     assert fault_server.count() >= 2, "the stale answer came after asking the CRM again"
 
 
-def test_stale_needs_a_known_owner(make_app, fault_server):
+def test_stale_needs_a_known_owner(fault_app, fault_server):
     """A number never seen before gets the line's team, not someone else's stale owner."""
-    app = make_app(connector(fault_server), cache={"positive_ttl_s": 0.05})
+    app = fault_app(connector(fault_server), cache={"positive_ttl_s": 0.05})
     assert dial(app).path == "fresh"
     fault_server.mode = "500"
     a = dial(app, caller=OTHER)
@@ -260,8 +256,8 @@ def test_stale_needs_a_known_owner(make_app, fault_server):
 # --- circuit breaker ----------------------------------------------------------------------------
 
 
-def test_breaker_opens_answers_at_once_then_closes_after_a_good_probe(make_app, fault_server):
-    app = make_app(connector(fault_server, retries=0), breaker={"failures": 3, "cooldown_s": 0.5})
+def test_breaker_opens_answers_at_once_then_closes_after_a_good_probe(fault_app, clock, fault_server):
+    app = fault_app(connector(fault_server, retries=0), breaker={"failures": 3, "cooldown_s": 0.5})
     fault_server.mode = "500"
     for _ in range(3):
         a = dial(app)
@@ -276,7 +272,7 @@ def test_breaker_opens_answers_at_once_then_closes_after_a_good_probe(make_app, 
         assert a.elapsed < 0.02
     assert fault_server.count() == 3, "an open breaker does not touch the CRM"
 
-    time.sleep(0.55)
+    clock.advance(0.55)
     fault_server.mode = "ok"
     a = dial(app)
     assert (a.path, a.numbers) == ("fresh", ASHA_PLAN), a.trace
@@ -286,12 +282,12 @@ def test_breaker_opens_answers_at_once_then_closes_after_a_good_probe(make_app, 
     assert fault_server.count() == 5
 
 
-def test_breaker_failed_probe_reopens(make_app, fault_server):
-    app = make_app(connector(fault_server, retries=0), breaker={"failures": 2, "cooldown_s": 0.3})
+def test_breaker_failed_probe_reopens(fault_app, clock, fault_server):
+    app = fault_app(connector(fault_server, retries=0), breaker={"failures": 2, "cooldown_s": 0.3})
     fault_server.mode = "500"
     dial(app), dial(app)
     assert dial(app).path == "breaker-open"
-    time.sleep(0.35)
+    clock.advance(0.35)
     assert dial(app).path == "error"  # the probe, still failing
     assert fault_server.count() == 3
     a = dial(app)
@@ -299,10 +295,10 @@ def test_breaker_failed_probe_reopens(make_app, fault_server):
     assert fault_server.count() == 3
 
 
-def test_breaker_open_still_serves_stale_owner(make_app, fault_server):
-    app = make_app(connector(fault_server, retries=0), cache={"positive_ttl_s": 0.05}, breaker={"failures": 2, "cooldown_s": 5})
+def test_breaker_open_still_serves_stale_owner(fault_app, clock, fault_server):
+    app = fault_app(connector(fault_server, retries=0), cache={"positive_ttl_s": 0.05}, breaker={"failures": 2, "cooldown_s": 5})
     assert dial(app).path == "fresh"
-    time.sleep(0.08)
+    clock.advance(0.08)
     fault_server.mode = "hang"
     for _ in range(2):
         assert dial(app).path == "stale"
@@ -315,11 +311,11 @@ def test_breaker_open_still_serves_stale_owner(make_app, fault_server):
     assert fault_server.count() == requests
 
 
-def test_half_open_lets_one_probe_through(make_app, fault_server):
-    app = make_app(connector(fault_server, retries=0), breaker={"failures": 1, "cooldown_s": 0.2})
+def test_half_open_lets_one_probe_through(fault_app, clock, fault_server):
+    app = fault_app(connector(fault_server, retries=0), breaker={"failures": 1, "cooldown_s": 0.2})
     fault_server.mode = "500"
     dial(app)
-    time.sleep(0.25)
+    clock.advance(0.25)
     fault_server.mode = "slow:300"
     callers = [CALLER, OTHER] + [f"0987650000{i}" for i in range(2, 6)]  # six different numbers
     answers = in_threads(6, lambda i: dial(app, caller=callers[i]))
@@ -328,11 +324,11 @@ def test_half_open_lets_one_probe_through(make_app, fault_server):
     assert all(a.elapsed < LIMIT_S for a in answers)
 
 
-def test_requests_for_the_probed_number_join_the_probe(make_app, fault_server):
-    app = make_app(connector(fault_server, retries=0), breaker={"failures": 1, "cooldown_s": 0.2})
+def test_requests_for_the_probed_number_join_the_probe(fault_app, clock, fault_server):
+    app = fault_app(connector(fault_server, retries=0), breaker={"failures": 1, "cooldown_s": 0.2})
     fault_server.mode = "500"
     dial(app)
-    time.sleep(0.25)
+    clock.advance(0.25)
     fault_server.mode = "slow:300"
     probe = threading.Thread(target=dial, args=(app,))
     probe.start()
@@ -346,8 +342,8 @@ def test_requests_for_the_probed_number_join_the_probe(make_app, fault_server):
 # --- single flight ------------------------------------------------------------------------------
 
 
-def test_concurrent_requests_for_a_new_number_share_one_lookup(make_app, fault_server):
-    app = make_app(connector(fault_server))
+def test_concurrent_requests_for_a_new_number_share_one_lookup(fault_app, fault_server):
+    app = fault_app(connector(fault_server))
     fault_server.mode = "slow:300"
     answers = in_threads(20, lambda i: dial(app))
     assert fault_server.count(CALLER_E164) == 1
@@ -359,8 +355,8 @@ def test_concurrent_requests_for_a_new_number_share_one_lookup(make_app, fault_s
 # --- one plan per call --------------------------------------------------------------------------
 
 
-def test_repeat_requests_of_a_call_get_its_first_plan(make_app, fault_server):
-    app = make_app(connector(fault_server), cache={"positive_ttl_s": 0})  # no lookup cache: only the call memory
+def test_repeat_requests_of_a_call_get_its_first_plan(fault_app, fault_server):
+    app = fault_app(connector(fault_server), cache={"positive_ttl_s": 0})  # no lookup cache: only the call memory
     sid = uuid.uuid4().hex
     assert dial(app, sid).numbers == ASHA_PLAN
     assert fault_server.count() == 1
@@ -380,8 +376,8 @@ def test_repeat_requests_of_a_call_get_its_first_plan(make_app, fault_server):
     assert fault_server.count() == 2
 
 
-def test_concurrent_first_requests_of_one_call_get_one_plan(make_app, fault_server):
-    app = make_app(connector(fault_server), cache={"positive_ttl_s": 0})
+def test_concurrent_first_requests_of_one_call_get_one_plan(fault_app, fault_server):
+    app = fault_app(connector(fault_server), cache={"positive_ttl_s": 0})
     fault_server.mode = "slow:300"
     sid = uuid.uuid4().hex
     answers = in_threads(10, lambda i: dial(app, sid))
@@ -391,9 +387,9 @@ def test_concurrent_first_requests_of_one_call_get_one_plan(make_app, fault_serv
     assert all(a.elapsed < LIMIT_S for a in answers)
 
 
-def test_a_degraded_first_plan_sticks_to_its_call(make_app, fault_server):
-    """exotel.md §3: one call's answers must not depend on a later CRM call succeeding."""
-    app = make_app(connector(fault_server, retries=0))
+def test_a_degraded_first_plan_sticks_to_its_call(fault_app, fault_server):
+    """docs/exotel.md §3: one call's answers must not depend on a later CRM call succeeding."""
+    app = fault_app(connector(fault_server, retries=0))
     fault_server.mode = "500"
     sid = uuid.uuid4().hex
     assert dial(app, sid).numbers == UNKNOWN_PLAN
@@ -405,9 +401,9 @@ def test_a_degraded_first_plan_sticks_to_its_call(make_app, fault_server):
 # --- several connectors --------------------------------------------------------------------------
 
 
-def test_second_connector_answers_when_the_first_hangs(make_app, fault_server_factory):
+def test_second_connector_answers_when_the_first_hangs(fault_app, fault_server_factory):
     first, second = fault_server_factory(mode="hang"), fault_server_factory({CALLER_E164: RAVI_DOC})
-    app = make_app(connector(first, "crm1"), connector(second, "crm2"))
+    app = fault_app(connector(first, "crm1"), connector(second, "crm2"))
     a = dial(app)
     assert (a.path, a.via, a.numbers) == ("fresh", "crm2", RAVI_PLAN), a.trace
     assert a.step("crm1") == "timeout" and a.step("crm2") == "found"
@@ -415,38 +411,38 @@ def test_second_connector_answers_when_the_first_hangs(make_app, fault_server_fa
     assert first.count() == 1 and second.count() == 1
 
 
-def test_first_connectors_own_timeout_lets_the_second_answer_early(make_app, fault_server_factory):
+def test_first_connectors_own_timeout_lets_the_second_answer_early(fault_app, fault_server_factory):
     first, second = fault_server_factory(mode="hang"), fault_server_factory({CALLER_E164: RAVI_DOC})
-    app = make_app(connector(first, "crm1", timeout_ms=200, retries=0), connector(second, "crm2"))
+    app = fault_app(connector(first, "crm1", timeout_ms=200, retries=0), connector(second, "crm2"))
     a = dial(app)
     assert (a.via, a.numbers) == ("crm2", RAVI_PLAN)
     assert a.elapsed < 0.2 + MARGIN_S
 
 
 @pytest.mark.parametrize("first_mode", ["ok", "slow:200"])
-def test_priority_wins_when_both_answer(make_app, fault_server_factory, first_mode):
+def test_priority_wins_when_both_answer(fault_app, fault_server_factory, first_mode):
     first = fault_server_factory(mode=first_mode)
     second = fault_server_factory({CALLER_E164: RAVI_DOC})
-    app = make_app(connector(first, "crm1"), connector(second, "crm2"))
+    app = fault_app(connector(first, "crm1"), connector(second, "crm2"))
     a = dial(app)
     assert (a.path, a.via, a.numbers) == ("fresh", "crm1", ASHA_PLAN), a.trace
     assert a.elapsed < LIMIT_S
 
 
 @pytest.mark.parametrize("first_mode", ["status:404", "500", "html"])
-def test_second_connector_used_when_the_first_does_not_know_or_fails(make_app, fault_server_factory, first_mode):
+def test_second_connector_used_when_the_first_does_not_know_or_fails(fault_app, fault_server_factory, first_mode):
     first = fault_server_factory(mode=first_mode)
     second = fault_server_factory({CALLER_E164: RAVI_DOC})
-    app = make_app(connector(first, "crm1"), connector(second, "crm2"))
+    app = fault_app(connector(first, "crm1"), connector(second, "crm2"))
     a = dial(app)
     assert (a.path, a.via, a.numbers) == ("fresh", "crm2", RAVI_PLAN), a.trace
     assert a.elapsed < 0.3
 
 
-def test_connectors_are_asked_in_parallel(make_app, fault_server_factory):
+def test_connectors_are_asked_in_parallel(fault_app, fault_server_factory):
     first, second = fault_server_factory(mode="slow:300"), fault_server_factory({CALLER_E164: RAVI_DOC}, mode="slow:300")
     first.set_owner(CALLER_E164, None)  # the first does not know the caller: the second's answer counts
-    app = make_app(connector(first, "crm1"), connector(second, "crm2"))
+    app = fault_app(connector(first, "crm1"), connector(second, "crm2"))
     a = dial(app)
     assert (a.via, a.numbers) == ("crm2", RAVI_PLAN)
     assert 0.3 <= a.elapsed < 0.5, "both lookups ran at the same time, not one after the other"
@@ -455,8 +451,8 @@ def test_connectors_are_asked_in_parallel(make_app, fault_server_factory):
 # --- a stalled lookup must not outlive its request -----------------------------------------------
 
 
-def test_recovery_after_trickled_headers(make_app, fault_server):
-    app = make_app(connector(fault_server, retries=0))
+def test_recovery_after_trickled_headers(fault_app, fault_server):
+    app = fault_app(connector(fault_server, retries=0))
     fault_server.mode = "trickle_headers"
     assert dial(app).path == "timeout"
     time.sleep(0.1)

@@ -155,7 +155,7 @@ def test_ops_forget_drops_one_caller_only(app):
     r = client.post("/ops/forget", data={"number": "09876543210"}, headers=AUTH)
     assert r.status_code == 200
     doc = r.get_json()
-    assert doc["cached_answers"] == 1 and doc["last_agent"] is True and doc["caller"] == "+91*******210"
+    assert doc["cached_answers"] == 2 and doc["last_agent"] is True and doc["caller"] == "+91*******210"
     assert "9876543210" not in r.get_data(as_text=True)
     assert len(service.cache) == 1  # the other caller's answer stays
     assert client.post("/ops/forget", data={"number": "nope"}, headers=AUTH).status_code == 400

@@ -1,4 +1,4 @@
-"""The ``directory`` connector: a CSV file of accounts (interface.md, "The directory connector's CSV").
+"""The ``directory`` connector: a CSV file of accounts (README, "Connectors").
 
 Columns ``account_id,account_name,phones,owner``; ``phones`` holds numbers in any common format
 separated by ``;``; ``owner`` is a rep key from ``reps``. The file is read at startup (errors

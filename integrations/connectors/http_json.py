@@ -1,4 +1,4 @@
-"""The ``http`` connector: a team's own JSON endpoint (interface.md, "The http connector's remote JSON").
+"""The ``http`` connector: a team's own JSON endpoint (README, "Connectors").
 
 ``GET <url>`` with ``{phone}``, ``{key}`` and ``{kind}`` substituted (URL-encoded) answers 200
 with ``{"owner": {"id", "email", "name", "phone"}, "team": ..., "record": {...}}``; 404 or

@@ -185,6 +185,9 @@ class FakeCrmServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: with Nagle on, a kept-alive connection
+            # waits for the client's delayed ACK (~40 ms) and every benchmark over a fake lies
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:  # noqa: N802
                 fake._handle(self)

@@ -1,26 +1,38 @@
 """A local fake of the HubSpot API for end-to-end tests: real HTTP on 127.0.0.1, any port.
 
-Serves, from an in-memory dataset, the endpoints the `hubspot` connector uses, with the payload
-shapes HubSpot documents (see /work/shared/docs/crm/hubspot-salesforce-zoho.md, section 1):
+Serves, from an in-memory dataset, the endpoints the `hubspot` connector uses, under both the
+date-versioned paths (``/crm/objects/2026-03/...``, ``/crm/owners/2026-03``,
+``/crm/properties/2026-03/...``, ``/oauth/2026-03/token``) and the v3 ones (``/crm/v3/...``),
+with the payload shapes and failures HubSpot documents (see the vendor documentation cited in
+docs/crm/hubspot.md):
 
-- ``POST /crm/v3/objects/{contacts|companies}/search``: filterGroups (OR) of filters (AND) with
+- ``POST .../objects/{contacts|companies}/search``: filterGroups (OR) of filters (AND) with
   EQ, NEQ, IN, NOT_IN, HAS_PROPERTY, NOT_HAS_PROPERTY, CONTAINS_TOKEN; HubSpot's limits
   (5 groups, 6 filters per group, 18 in total) and unknown properties answer 400
-  VALIDATION_ERROR; `properties`, `sorts`, `limit`, `after`; no rate-limit headers (as HubSpot).
-- ``GET /crm/v3/objects/{type}/{id}?properties=...``
-- ``GET /crm/v3/owners/{id}`` and ``GET /crm/v3/owners?limit=&after=&email=``
+  VALIDATION_ERROR; `properties`, `sorts`, `limit`, `after`; no rate-limit headers (as HubSpot);
+  **5 search requests per second per account**: the 6th within a second answers 429 with the
+  body HubSpot sends ("You have reached your secondly limit.") and no Retry-After.
+- ``GET .../objects/{type}/{id}?properties=...``
+- ``GET .../owners/{id}?archived=``: a deactivated (archived) owner is 404 unless
+  ``archived=true``; ``GET .../owners?limit=&after=&email=&archived=`` lists active owners, or
+  archived ones only with ``archived=true``. Owners may be of type ``QUEUE``.
+- ``GET .../properties/{type}``: the portal's property definitions.
 - ``GET /settings/v3/users/teams``
-- ``POST /oauth/v1/token`` and ``POST /oauth/v3/token`` (refresh_token grant, form body)
+- ``POST /oauth/v1/token``, ``/oauth/v3/token``, ``/oauth/2026-03/token`` (refresh_token grant, form body)
 
-Bearer tokens are checked (private app tokens given at start, or tokens the fake issued; issued
-tokens expire). Contacts get HubSpot's calculated phone properties derived from ``phone`` and
-``mobilephone`` with the portal's region. Every request is recorded in `requests`; `inject`
-queues canned failures (429, 500, HTML...) for requests whose path starts with ``path=``. The
-server, recording and injection are `fake_crm.FakeCrmServer`'s. Used as::
+Bearer tokens are checked (static tokens given at start, private app tokens or service keys,
+or tokens the fake issued; issued tokens expire). A token given a scope list in ``scopes`` is
+refused with HubSpot's 403 MISSING_SCOPES shape on endpoints outside it. Records get HubSpot's
+calculated phone properties when their stored value parses as one number (national significant
+number, portal region): a field holding several numbers ("9876543210, 9123456789") gets none,
+and only a token match finds it. Companies get them only with ``company_calculated_phone``.
+Every request is recorded in `requests`; `inject` queues canned failures (429, 500, HTML...)
+for requests whose path starts with ``path=``. The server, recording and injection are
+`fake_crm.FakeCrmServer`'s. Used as::
 
     with FakeHubSpot(**sample_data()) as hs:
         ... base_url=hs.url ...
-        assert hs.calls("POST", "/crm/v3/objects/contacts/search") == 1
+        assert hs.calls("POST", "/crm/objects/2026-03/contacts/search") == 1
 
 Run ``python tests/integrations/fake_hubspot.py`` to serve the sample data by hand.
 """
@@ -31,18 +43,25 @@ import argparse
 import copy
 import fnmatch
 import json
-import sys
+import re
 import time
-from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import phonenumbers
 
 from fake_crm import FakeCrmServer, RecordedRequest, Response  # noqa: E402
 
-__all__ = ["FakeHubSpot", "RecordedRequest", "sample_data", "PRIVATE_APP_TOKEN"]
+__all__ = ["FakeHubSpot", "RecordedRequest", "sample_data", "PRIVATE_APP_TOKEN", "SERVICE_KEY", "SECONDLY_LIMIT_BODY"]
 
 PRIVATE_APP_TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
+SERVICE_KEY = "sk-na1-66666666-7777-8888-9999-000000000000"
+DATE_VERSION = "2026-03"
+#: search allows 5 requests per second per account (usage guidelines)
+SEARCH_PER_SECOND = 5
+#: the 429 search answers past that (message as HubSpot's own client matches it; errorType and
+#: category as public 429 bodies show; no policyName and no Retry-After: verify in a sandbox)
+SECONDLY_LIMIT_BODY = {"status": "error", "message": "You have reached your secondly limit.", "errorType": "RATE_LIMIT",
+                       "correlationId": "6828d000-3d2f-4701-8d90-b21e53b0d005", "category": "RATE_LIMITS"}
 MAX_GROUPS, MAX_PER_GROUP, MAX_FILTERS = 5, 6, 18
 # Properties every portal has even when no record holds a value.
 STANDARD_PROPERTIES = {
@@ -62,7 +81,8 @@ ALWAYS_RETURNED = {"contacts": ("hs_object_id", "createdate", "lastmodifieddate"
 
 
 def sample_data() -> dict[str, Any]:
-    """A small portal: two owners in two teams, contacts and companies with Indian numbers."""
+    """A small portal: two owners in two teams, a departed (archived) owner and a queue; contacts
+    (one whose owner left, one owned by the queue, one field holding two numbers) and a company."""
     return {
         "region": "IN",
         "owners": [
@@ -70,6 +90,9 @@ def sample_data() -> dict[str, Any]:
              "teams": [{"id": "368389", "name": "North", "primary": True}]},
             {"id": "52740880", "email": "vikram@example.com", "firstName": "Vikram", "lastName": "Shah", "userId": 9586505,
              "teams": [{"id": "368390", "name": "South", "primary": True}, {"id": "368389", "name": "North", "primary": False}]},
+            {"id": "60000001", "email": "departed@example.com", "firstName": "Dev", "lastName": "Left", "userId": 9586506,
+             "archived": True, "teams": [{"id": "368389", "name": "North", "primary": True}]},
+            {"id": "70000001", "type": "QUEUE", "firstName": "Inbound Queue", "lastName": ""},
         ],
         "teams": [
             {"id": "368389", "name": "North", "userIds": ["9586504"], "secondaryUserIds": ["9586505"]},
@@ -81,6 +104,12 @@ def sample_data() -> dict[str, Any]:
                                         "associatedcompanyid": "9001", "lastmodifieddate": "2025-06-01T08:00:00Z"}},
             {"id": "52", "properties": {"firstname": "Ravi", "lastname": "Kumar", "mobilephone": "+91-99887-76655",
                                         "hubspot_owner_id": "52740880", "lastmodifieddate": "2025-05-01T08:00:00Z"}},
+            {"id": "53", "properties": {"firstname": "Meena", "lastname": "Iyer", "phone": "+91 99000 11111",
+                                        "hubspot_owner_id": "60000001", "lastmodifieddate": "2025-03-01T08:00:00Z"}},
+            {"id": "54", "properties": {"firstname": "Joy", "lastname": "Das", "phone": "+91 99000 22222",
+                                        "hubspot_owner_id": "70000001", "lastmodifieddate": "2025-03-02T08:00:00Z"}},
+            {"id": "55", "properties": {"firstname": "Lata", "lastname": "Nair", "phone": "9845012345, 9845067890",
+                                        "hubspot_owner_id": "41629779", "lastmodifieddate": "2025-03-03T08:00:00Z"}},
         ],
         "companies": [
             {"id": "9001", "properties": {"name": "Acme Traders", "phone": "+91 80 4000 1000",
@@ -104,18 +133,28 @@ class FakeHubSpot(FakeCrmServer):
         owners: Iterable[Mapping[str, Any]] = (),
         teams: Iterable[Mapping[str, Any]] = (),
         region: str = "IN",
-        tokens: Iterable[str] = (PRIVATE_APP_TOKEN,),
+        tokens: Iterable[str] = (PRIVATE_APP_TOKEN, SERVICE_KEY),
+        scopes: Mapping[str, Iterable[str]] | None = None,
         oauth_client: tuple[str, str, str] | None = None,
         access_token_ttl: int = 1800,
+        company_calculated_phone: bool = False,
+        search_per_second: int = SEARCH_PER_SECOND,
+        clock: Callable[[], float] = time.monotonic,
     ):
         super().__init__()
         self.region = region
+        self.company_calculated_phone = company_calculated_phone
         self.objects: dict[str, dict[str, dict]] = {"contacts": {}, "companies": {}}
         self.owners: dict[str, dict] = {}
         self.teams = [dict(t) for t in teams]
         self.static_tokens = set(tokens)
+        #: token -> the scopes it was granted; a token not listed has every scope
+        self.scopes = {t: set(v) for t, v in (scopes or {}).items()}
         self.oauth_client = oauth_client  # (client_id, client_secret, refresh_token)
         self.access_token_ttl = access_token_ttl
+        self.search_per_second = search_per_second
+        self.clock = clock
+        self._searches: list[float] = []  # when recent search requests arrived (the account's bucket)
         for c in contacts:
             self.add_record("contacts", c)
         for c in companies:
@@ -132,26 +171,38 @@ class FakeHubSpot(FakeCrmServer):
         props.setdefault(modified_key, "2025-01-01T00:00:00Z")
         props.setdefault("createdate", "2024-01-01T00:00:00Z")
         props["hs_object_id"] = rid
-        if obj == "contacts":
-            self._calculate_phones(props)
+        if obj == "contacts" or self.company_calculated_phone:
+            self._calculate_phones(props, mobile=obj == "contacts")
         rec = {"id": rid, "properties": props, "createdAt": props["createdate"], "updatedAt": props[modified_key],
                "archived": False}
         self.objects[obj][rid] = rec
         return rec
 
     def add_owner(self, owner: Mapping[str, Any]) -> None:
+        """An owner; ``archived: True`` for a deactivated user, ``type: "QUEUE"`` for a queue."""
         o = {"type": "PERSON", "archived": False, "createdAt": "2019-12-25T13:01:35.228Z",
              "updatedAt": "2024-01-01T00:00:00Z", "teams": [], **dict(owner)}
         o["id"] = str(o["id"])
         o.setdefault("userIdIncludingInactive", o.get("userId"))
+        if o.get("archived"):
+            o.pop("userId", None)  # a deactivated user keeps only userIdIncludingInactive
         self.owners[o["id"]] = o
 
-    def _calculate_phones(self, props: dict) -> None:
-        """What HubSpot derives from a parseable number (portal region for national forms)."""
-        for raw_key, calc, searchable in (
-            ("phone", "hs_calculated_phone_number", "hs_searchable_calculated_phone_number"),
-            ("mobilephone", "hs_calculated_mobile_number", "hs_searchable_calculated_mobile_number"),
-        ):
+    def properties_of(self, obj: str) -> set[str]:
+        """The property names the portal defines for `obj`."""
+        known = set(STANDARD_PROPERTIES[obj]) | {k for rec in self.objects[obj].values() for k in rec["properties"]}
+        if obj == "companies" and self.company_calculated_phone:
+            known |= {"hs_calculated_phone_number", "hs_searchable_calculated_phone_number"}
+        return known
+
+    def _calculate_phones(self, props: dict, mobile: bool = True) -> None:
+        """What HubSpot derives from a value that parses as one number (portal region for national
+        forms): the E.164 form and the national significant number. Several numbers in one value
+        do not parse, so they get neither."""
+        pairs = [("phone", "hs_calculated_phone_number", "hs_searchable_calculated_phone_number")]
+        if mobile:
+            pairs.append(("mobilephone", "hs_calculated_mobile_number", "hs_searchable_calculated_mobile_number"))
+        for raw_key, calc, searchable in pairs:
             raw = props.get(raw_key)
             if not raw:
                 continue
@@ -162,7 +213,7 @@ class FakeHubSpot(FakeCrmServer):
             if not phonenumbers.is_possible_number(n):
                 continue
             props.setdefault(calc, phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164))
-            props.setdefault(searchable, str(n.national_number))
+            props.setdefault(searchable, phonenumbers.national_significant_number(n))
             if raw_key == "phone":
                 props.setdefault("hs_calculated_phone_number_country_code", phonenumbers.region_code_for_number(n) or "")
 
@@ -181,43 +232,53 @@ class FakeHubSpot(FakeCrmServer):
 
     def _route(self, r: RecordedRequest) -> Response:
         path = r.path.rstrip("/")
-        if r.method == "POST" and path in ("/oauth/v1/token", "/oauth/v3/token"):
+        if r.method == "POST" and path in ("/oauth/v1/token", "/oauth/v3/token", f"/oauth/{DATE_VERSION}/token"):
             return self._token(r)
-        auth = self._authenticate(r)
+        token, auth = self._authenticate(r)
         if auth is not None:
             return auth
         segs = path.strip("/").split("/")
+        api, rest = _api(segs)
         rate = self._rate_headers()
-        if r.method == "POST" and len(segs) == 5 and segs[:3] == ["crm", "v3", "objects"] and segs[4] == "search":
-            return self._search(segs[3], r.json)
-        if r.method == "GET" and len(segs) == 5 and segs[:3] == ["crm", "v3", "objects"]:
-            return self._get_record(segs[3], segs[4], r.query, rate)
-        if r.method == "GET" and segs[:3] == ["crm", "v3", "owners"]:
-            if len(segs) == 4:
-                return self._owner(segs[3], r.query, rate)
-            if len(segs) == 3:
+        scope = _scope_for(api, rest)
+        if scope is not None and not self._granted(token, scope):
+            return 403, _missing_scopes(scope), rate
+        if api == "objects" and r.method == "POST" and len(rest) == 2 and rest[1] == "search":
+            return self._search(rest[0], r.json)
+        if api == "objects" and r.method == "GET" and len(rest) == 2:
+            return self._get_record(rest[0], rest[1], r.query, rate)
+        if api == "owners" and r.method == "GET":
+            if len(rest) == 1:
+                return self._owner(rest[0], r.query, rate)
+            if not rest:
                 return self._owners(r.query, rate)
+        if api == "properties" and r.method == "GET" and len(rest) == 1 and rest[0] in self.objects:
+            return 200, {"results": [_property(name) for name in sorted(self.properties_of(rest[0]))]}, rate
         if r.method == "GET" and path == "/settings/v3/users/teams":
             return 200, {"results": self.teams}, rate
         return 404, _error("OBJECT_NOT_FOUND", f"no route for {r.method} {path}"), {}
 
-    def _authenticate(self, r: RecordedRequest) -> Response | None:
+    def _authenticate(self, r: RecordedRequest) -> tuple[str, Response | None]:
         header = r.headers.get("Authorization") or ""
         token = header[7:] if header.startswith("Bearer ") else ""
         if token in self.static_tokens:
-            return None
+            return token, None
         expiry = self._token_expiry(token)
         if expiry is None:
-            return 401, _error("INVALID_AUTHENTICATION", "Authentication credentials not found. This API supports OAuth 2.0 "
-                                                         "authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"), {}
+            return token, (401, _error("INVALID_AUTHENTICATION", "Authentication credentials not found. This API supports OAuth 2.0 "
+                                                                 "authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"), {})
         if expiry <= time.monotonic():
             ago = int(time.monotonic() - expiry) or 1
-            return 401, _error("EXPIRED_AUTHENTICATION", f"The OAuth token used to make this call expired {ago} second(s) ago."), {}
-        return None
+            return token, (401, _error("EXPIRED_AUTHENTICATION", f"The OAuth token used to make this call expired {ago} second(s) ago."), {})
+        return token, None
+
+    def _granted(self, token: str, scope: str) -> bool:
+        granted = self.scopes.get(token)
+        return granted is None or scope in granted
 
     def _token(self, r: RecordedRequest) -> Response:
         form = {k: v[0] for k, v in r.form.items()}
-        if r.path.startswith("/oauth/v3") and r.query:
+        if not r.path.startswith("/oauth/v1") and r.query:
             return 400, {"error": "invalid_request", "error_description": "parameters must be in the request body",
                          "status": "BAD_REQUEST", "message": "parameters must be in the request body"}, {}
         if form.get("grant_type") != "refresh_token":
@@ -244,7 +305,19 @@ class FakeHubSpot(FakeCrmServer):
             "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, 625000 - used)),
         }
 
+    def _search_allowed(self) -> bool:
+        """HubSpot's search limit: `search_per_second` requests in any one second, per account."""
+        with self._lock:
+            now = self.clock()
+            self._searches = [t for t in self._searches if now - t < 1.0]
+            if len(self._searches) >= self.search_per_second:
+                return False
+            self._searches.append(now)
+            return True
+
     def _search(self, obj: str, body: Any) -> Response:
+        if not self._search_allowed():
+            return 429, dict(SECONDLY_LIMIT_BODY), {}  # no Retry-After, no rate-limit headers
         if obj not in self.objects:
             return 400, _error("VALIDATION_ERROR", f"Unable to infer object type from: {obj}"), {}
         if not isinstance(body, dict):
@@ -253,7 +326,7 @@ class FakeHubSpot(FakeCrmServer):
         if len(groups) > MAX_GROUPS:
             return 400, _error("VALIDATION_ERROR", f"Too many filter groups ({len(groups)}); the maximum is {MAX_GROUPS}"), {}
         total_filters = 0
-        known = STANDARD_PROPERTIES[obj] | {k for rec in self.objects[obj].values() for k in rec["properties"]}
+        known = self.properties_of(obj)
         for g in groups:
             filters = g.get("filters") or []
             total_filters += len(filters)
@@ -302,20 +375,59 @@ class FakeHubSpot(FakeCrmServer):
         id_property = (query.get("idProperty") or ["id"])[0]
         archived = (query.get("archived") or ["false"])[0] == "true"
         for o in self.owners.values():
-            key = o["id"] if id_property == "id" else str(o.get("userId"))
+            key = o["id"] if id_property == "id" else str(o.get("userIdIncludingInactive"))
             if key == oid and bool(o.get("archived")) == archived:
                 return 200, o, rate
         return 404, _error("OBJECT_NOT_FOUND", f"No owner found with id {oid}"), rate
 
     def _owners(self, query: Mapping[str, list[str]], rate: dict) -> Response:
         email = (query.get("email") or [None])[0]
+        archived = (query.get("archived") or ["false"])[0] == "true"
         limit = int((query.get("limit") or ["100"])[0])
+        if limit > 500:
+            return 400, _error("VALIDATION_ERROR", "limit must be at most 500"), rate
         start = int((query.get("after") or ["0"])[0])
-        items = [o for o in self.owners.values() if not o.get("archived") and (email is None or o.get("email") == email)]
+        items = [o for o in self.owners.values() if bool(o.get("archived")) == archived and (email is None or o.get("email") == email)]
         out: dict[str, Any] = {"results": items[start:start + limit]}
         if start + limit < len(items):
-            out["paging"] = {"next": {"after": str(start + limit)}}
+            out["paging"] = {"next": {"after": str(start + limit), "link": f"?after={start + limit}"}}
         return 200, out, rate
+
+
+def _api(segs: list[str]) -> tuple[str | None, list[str]]:
+    """("objects" | "owners" | "properties", the rest) for /crm/v3/<api>/... and /crm/<api>/2026-03/...;
+    (None, []) for any other path (an unknown version included)."""
+    if len(segs) >= 3 and segs[0] == "crm" and segs[1] == "v3":
+        return segs[2], segs[3:]
+    if len(segs) >= 3 and segs[0] == "crm" and segs[2] == DATE_VERSION:
+        return segs[1], segs[3:]
+    return None, []
+
+
+def _scope_for(api: str | None, rest: list[str]) -> str | None:
+    """The read scope an endpoint needs (HubSpot lists them under each endpoint's requirements)."""
+    if api in ("objects", "properties") and rest and rest[0] in ("contacts", "companies"):
+        return f"crm.objects.{rest[0]}.read"
+    if api == "owners":
+        return "crm.objects.owners.read"
+    return None
+
+
+def _missing_scopes(scope: str) -> dict:
+    """HubSpot's 403 for a token without a scope (category MISSING_SCOPES)."""
+    return {"status": "error", "message": "This app hasn't been granted all required scopes to make this call.",
+            "correlationId": "0e8f3b74-59a3-4b63-9a8d-8d1a7c1f0c11", "category": "MISSING_SCOPES",
+            "errors": [{"message": "One or more of the following scopes are required.",
+                        "context": {"requiredGranularScopes": [scope]}}]}
+
+
+def _property(name: str) -> dict:
+    """A property definition as the properties API lists it (trimmed)."""
+    phone = "phone" in name or "mobile" in name
+    return {"name": name, "label": name.replace("_", " ").title(), "type": "string",
+            "fieldType": "phonenumber" if phone else "text", "groupName": "contactinformation",
+            "hidden": False, "calculated": name.startswith("hs_calculated") or name.startswith("hs_searchable"),
+            "modificationMetadata": {"archivable": True, "readOnlyDefinition": True, "readOnlyValue": False}}
 
 
 def _group_matches(group: Mapping[str, Any], rec: Mapping[str, Any]) -> bool:
@@ -340,7 +452,7 @@ def _filter_matches(f: Mapping[str, Any], props: Mapping[str, Any]) -> bool:
         return text not in {str(v).lower() for v in f.get("values") or []}
     if op == "CONTAINS_TOKEN":
         pattern = str(f.get("value", "")).lower()
-        return any(fnmatch.fnmatchcase(tok, pattern) for tok in text.replace("-", " ").split())
+        return any(fnmatch.fnmatchcase(tok, pattern) for tok in re.split(r"[\s,;/()\-]+", text) if tok)
     return False
 
 

@@ -15,15 +15,23 @@ What it serves, with Salesforce's payload shapes (docs/crm/salesforce.md):
   ``signature``, ``scope``; no ``expires_in``. Bad credentials: 400 ``invalid_client`` /
   ``invalid_grant``.
 - ``GET /services/data/`` (versions, no auth) and ``GET /services/data/vNN.N/`` (resources).
+- ``GET /services/data/vNN.N/sobjects/<Object>/describe``: ``{"name", "fields": [{"name", "type",
+  "relationshipName", "referenceTo"}]}``. A field the integration user cannot read
+  (``hidden_fields={"Contact.HomePhone", "User.MobilePhone"}``: field-level security) is simply
+  absent, as Salesforce documents; ``extra_fields`` adds custom or Person Account fields.
 - ``GET /services/data/vNN.N/search/?q=FIND {..} IN PHONE FIELDS RETURNING Obj(fields [WHERE
   F = v] [ORDER BY F ASC|DESC] [LIMIT n]), ...``: a SOSL subset. Relationship fields
-  (``Owner.Name``, ``Account.Owner.Phone``) are resolved; ``Lead.Owner`` resolves to the
-  polymorphic ``Name`` object (no ``MobilePhone``: asking for it is ``INVALID_FIELD``). An
-  unescaped reserved character in the search term is ``MALFORMED_SEARCH``. Matching is an
-  approximation (Salesforce's tokenisation of phone fields is not documented): a record
-  matches when the digits of one of its phone fields end with a search term, so a search can
-  over-match like the real one.
-- ``GET /services/data/vNN.N/query/?q=SELECT f, .. FROM Obj WHERE F = 'v' [ORDER BY ..] [LIMIT n]``
+  (``Owner.Name``, ``Owner.UserRole.Name``, ``Account.Owner.Phone``) are resolved;
+  ``Lead.Owner`` resolves to the polymorphic ``Name`` object (no ``MobilePhone``). Asking for a
+  field that does not exist or that the user cannot read is ``400 INVALID_FIELD`` with
+  Salesforce's message (``No such column 'X' on entity 'Y'`` / ``Didn't understand
+  relationship 'R'``). An unescaped reserved character in the search term is
+  ``MALFORMED_SEARCH``. Matching follows the documented tokenisation: stored values split on
+  spaces and punctuation into tokens; a word matches a token, a quoted phrase matches
+  consecutive tokens, so ``+91 98765 43210`` is found by ``"98765 43210"`` but not by
+  ``9876543210``. Every readable phone-type field is searched (Fax and custom ones too).
+- ``GET /services/data/vNN.N/query/?q=SELECT f, .. FROM Obj WHERE F = 'v'|true|false [ORDER BY ..]
+  [LIMIT n]``, in batches of ``query_batch`` rows with ``nextRecordsUrl`` (``/query/01g...-N``)
 - ``GET /services/data/vNN.N/sobjects/User/<id>?fields=..``
 
 Every data response carries ``Sforce-Limit-Info: api-usage=N/LIMIT``; over the limit it is
@@ -44,13 +52,12 @@ import secrets
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import fake_crm  # noqa: E402
 from fake_crm import FakeCrmServer, Response  # noqa: E402
 
-__all__ = ["FakeSalesforce", "RecordedRequest", "sample_dataset", "ORG_ID"]
+__all__ = ["FakeSalesforce", "RecordedRequest", "sample_dataset", "describe_body", "ORG_ID"]
 
 ORG_ID = "00D5g000004FAKEEA0"
 VERSIONS = ("58.0", "59.0", "60.0", "61.0", "62.0", "63.0", "64.0", "65.0", "66.0")
@@ -81,6 +88,43 @@ RELATIONS = {
     "Account": {"Owner": ("OwnerId", "User")},
     "User": {"UserRole": ("UserRoleId", "UserRole"), "Manager": ("ManagerId", "User")},
 }
+#: what describe says each reference field points to (Lead.OwnerId is polymorphic)
+REFERENCE_TO = {("Lead", "OwnerId"): ["Group", "User"]}
+NAME_FIELDS_VISIBLE = frozenset(FIELDS["Name"])
+DESCRIBABLE = ("Contact", "Lead", "Account", "User", "UserRole", "Group")
+NO_COLUMN = ("No such column '{field}' on entity '{entity}'. If you are attempting to use a custom field, be sure to "
+             "append the '__c' after the custom field name. Please reference your WSDL or the describe call for the "
+             "appropriate names.")
+NO_RELATION = ("Didn't understand relationship '{name}' in field path. If you are attempting to use a custom "
+               "relationship, be sure to append the '__r' after the custom relationship name. Please reference your "
+               "WSDL or the describe call for the appropriate names.")
+
+
+def readable_fields(obj: str, hidden: Iterable[str] = (), extra_fields: Mapping[str, Mapping[str, str]] | None = None) -> set[str]:
+    """The fields of `obj` an integration user can read when `hidden` ("Obj.Field") are not."""
+    names = set(FIELDS.get(obj, ())) | set((extra_fields or {}).get(obj, {}))
+    return {f for f in names if f"{obj}.{f}" not in set(hidden)}
+
+
+def readable_phone_fields(obj: str, hidden: Iterable[str] = (), extra_fields: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
+    """Readable phone-type fields of `obj` (what IN PHONE FIELDS searches)."""
+    custom = [f for f, t in (extra_fields or {}).get(obj, {}).items() if t == "phone"]
+    return [f for f in (*PHONE_FIELDS.get(obj, ()), *custom) if f"{obj}.{f}" not in set(hidden)]
+
+
+def describe_body(obj: str, hidden: Iterable[str] = (), extra_fields: Mapping[str, Mapping[str, str]] | None = None) -> dict:
+    """``GET /sobjects/<obj>/describe`` as Salesforce shapes it (trimmed): unreadable fields absent."""
+    rel_by_id = {id_field: (name, target) for name, (id_field, target) in RELATIONS.get(obj, {}).items()}
+    phones = set(readable_phone_fields(obj, hidden, extra_fields))
+    out = []
+    for name in sorted(readable_fields(obj, hidden, extra_fields)):
+        rel = rel_by_id.get(name)
+        ftype = "id" if name == "Id" else "phone" if name in phones else "reference" if rel else (
+            (extra_fields or {}).get(obj, {}).get(name) or ("boolean" if name.startswith("Is") else "string"))
+        out.append({"name": name, "type": ftype, "label": name, "nillable": name != "Id",
+                    "relationshipName": rel[0] if rel else None,
+                    "referenceTo": REFERENCE_TO.get((obj, name), [rel[1]] if rel else [])})
+    return {"name": obj, "label": obj, "queryable": True, "searchable": obj != "User", "fields": out}
 
 
 def sample_dataset() -> dict[str, Any]:
@@ -97,6 +141,9 @@ def sample_dataset() -> dict[str, Any]:
             {"Id": "0055g00000RaviAAAQ", "Name": "Ravi Iyer", "Email": "ravi@example.com", "Phone": None,
              "MobilePhone": "+91 98000 00009", "IsActive": True, "Department": "Sales", "Division": "South",
              "UserRoleId": "00E5g000000SOUTHAQ", "ManagerId": "0055g00000AshaAAAQ", "LastModifiedDate": "2024-01-01T00:00:00.000+0000"},
+            {"Id": "0055g00000GitaAAAQ", "Name": "Gita Nair", "Email": "gita@example.com", "Phone": None,
+             "MobilePhone": "+91 98000 00007", "IsActive": False, "Department": "Sales", "Division": "North",
+             "UserRoleId": "00E5g000000NORTHAQ", "ManagerId": None, "LastModifiedDate": "2024-01-01T00:00:00.000+0000"},
         ],
         "Group": [
             {"Id": "00G5g000001InbQAAQ", "Name": "Inbound Queue", "Type": "Queue", "Email": None, "DeveloperName": "Inbound_Queue"},
@@ -110,6 +157,8 @@ def sample_dataset() -> dict[str, Any]:
              "OwnerId": "0055g00000AshaAAAQ", "AccountId": "0015g00000AcmeAAAQ", "LastModifiedDate": "2024-06-01T09:30:00.000+0000"},
             {"Id": "0035g00000JohnAAAQ", "Name": "John Roe", "Phone": "+1 987-654-3210",
              "OwnerId": "0055g00000RaviAAAQ", "AccountId": None, "LastModifiedDate": "2024-06-02T09:30:00.000+0000"},
+            {"Id": "0035g00000PriyaAAQ", "Name": "Priya Menon", "Phone": "9000011111, 080 4000 2000 (W)",
+             "OwnerId": "0055g00000GitaAAAQ", "AccountId": None, "LastModifiedDate": "2024-06-05T09:30:00.000+0000"},
         ],
         "Lead": [
             {"Id": "00Q5g00000KiranAAQ", "Name": "Kiran Das", "Company": "Das & Co", "Phone": "+91-91234-56789",
@@ -141,10 +190,6 @@ class _SoqlError(Exception):
         self.code, self.message, self.status = code, message, status
 
 
-def _digits(value: Any) -> str:
-    return "".join(ch for ch in str(value or "") if ch.isdigit())
-
-
 class FakeSalesforce(FakeCrmServer):
     """The fake org and its HTTP server (listening from construction: `url` before `start()`)."""
 
@@ -153,9 +198,17 @@ class FakeSalesforce(FakeCrmServer):
 
     def __init__(self, dataset: Mapping[str, Any] | None = None, *, client_id: str = "3MVG9fake.consumer.key",
                  client_secret: str = "fake-consumer-secret-123", refresh_token: str = "5Aep861fake.refresh.token",
-                 run_as_user: str = "0055g00000AshaAAAQ", api_limit: int = 15000, host: str = "127.0.0.1", port: int = 0):
+                 run_as_user: str = "0055g00000AshaAAAQ", api_limit: int = 15000, hidden_fields: Iterable[str] = (),
+                 extra_fields: Mapping[str, Mapping[str, str]] | None = None, query_batch: int = 2000,
+                 host: str = "127.0.0.1", port: int = 0):
         super().__init__()
         self.data: dict[str, list[dict]] = copy.deepcopy(dict(dataset or sample_dataset()))
+        #: "Object.Field" the integration user cannot read (field-level security)
+        self.hidden: set[str] = set(hidden_fields)
+        #: Object -> {custom field: type}, e.g. {"Contact": {"Mobile2__c": "phone"}}
+        self.extra_fields = {obj: dict(f) for obj, f in (extra_fields or {}).items()}
+        self.query_batch = query_batch
+        self._cursors: dict[str, list[dict]] = {}
         self.client_id, self.client_secret, self.refresh_token = client_id, client_secret, refresh_token
         self.run_as_user = run_as_user
         self.api_limit = api_limit
@@ -243,8 +296,19 @@ class FakeSalesforce(FakeCrmServer):
         if path == "/search":
             return self._json(200, {"searchRecords": self._sosl(rec.query.get("q", ""), base)}, limit)
         if path == "/query":
-            rows = self._soql(rec.query.get("q", ""), base)
-            return self._json(200, {"totalSize": len(rows), "done": True, "records": rows}, limit)
+            return self._json(200, self._batch(self._soql(rec.query.get("q", ""), base), base), limit)
+        m = re.match(r"^/query/(01g[\w-]+)$", path)
+        if m:
+            with self._lock:
+                rows = self._cursors.pop(m.group(1), None)
+            if rows is None:
+                return self._error(400, "INVALID_QUERY_LOCATOR", "invalid query locator", limit)
+            return self._json(200, self._batch(rows, base), limit)
+        m = re.match(r"^/sobjects/(\w+)/describe$", path)
+        if m:
+            if m.group(1) not in DESCRIBABLE:
+                return self._error(404, "NOT_FOUND", "The requested resource does not exist", limit)
+            return self._json(200, self.describe(m.group(1)), limit)
         m = re.match(r"^/sobjects/(\w+)/(\w+)$", path)
         if m:
             obj, rid = m.groups()
@@ -256,6 +320,28 @@ class FakeSalesforce(FakeCrmServer):
         return self._error(404, "NOT_FOUND", "The requested resource does not exist", limit)
 
     # -- the org --------------------------------------------------------------------------------
+
+    def fields_of(self, obj: str) -> set[str]:
+        """The fields of `obj` the integration user can read."""
+        return readable_fields(obj, self.hidden, self.extra_fields)
+
+    def phone_fields_of(self, obj: str) -> list[str]:
+        """Readable phone-type fields (what IN PHONE FIELDS searches)."""
+        return readable_phone_fields(obj, self.hidden, self.extra_fields)
+
+    def describe(self, obj: str) -> dict:
+        return describe_body(obj, self.hidden, self.extra_fields)
+
+    def _batch(self, rows: list[dict], base: str) -> dict:
+        """One page of a query answer; the rest waits behind ``nextRecordsUrl``."""
+        page, rest = rows[: self.query_batch], rows[self.query_batch:]
+        body: dict[str, Any] = {"totalSize": len(rows), "done": not rest, "records": page}
+        if rest:
+            locator = f"01gFAKE{next(self._seq)}-{len(page)}"
+            with self._lock:
+                self._cursors[locator] = rest
+            body["nextRecordsUrl"] = f"{base}/query/{locator}"
+        return body
 
     def _find(self, obj: str, rid: Any) -> dict | None:
         if not rid:
@@ -277,36 +363,49 @@ class FakeSalesforce(FakeCrmServer):
 
     def _put(self, obj: str, row: Mapping[str, Any], parts: list[str], out: dict, base: str) -> None:
         name = parts[0]
+        visible = NAME_FIELDS_VISIBLE if obj == "Name" else self.fields_of(obj)
         if len(parts) == 1:
-            if name not in FIELDS.get(obj, set()):
-                raise _SoqlError("INVALID_FIELD", f"No such column '{name}' on entity '{obj}'.")
+            if name not in visible:
+                raise _SoqlError("INVALID_FIELD", NO_COLUMN.format(field=name, entity=obj))
             out[name] = row.get(name)
             return
         rel = RELATIONS.get(obj, {}).get(name)
-        if rel is None:
-            raise _SoqlError("INVALID_FIELD", f"Didn't understand relationship '{name}' in field path.")
+        if rel is None or rel[0] not in visible:
+            raise _SoqlError("INVALID_FIELD", NO_RELATION.format(name=name))
         id_field, target = rel
         related = self._find(target, row.get(id_field))
         if related is None:
+            self._check_path(target, parts[1:])  # an unreadable field is refused even on a null lookup
             out[name] = None
             return
-        kind = target
-        if target == "Name":
-            kind = "Name"
         if not isinstance(out.get(name), dict):
-            out[name] = {"attributes": {"type": kind, "url": f"{base}/sobjects/{'User' if related.get('Type', 'User') == 'User' else 'Group'}/{related.get('Id')}"}}
+            out[name] = {"attributes": {"type": target, "url": f"{base}/sobjects/{'User' if related.get('Type', 'User') == 'User' else 'Group'}/{related.get('Id')}"}}
         self._put(target, related, parts[1:], out[name], base)
 
+    def _check_path(self, obj: str, parts: list[str]) -> None:
+        visible = NAME_FIELDS_VISIBLE if obj == "Name" else self.fields_of(obj)
+        if len(parts) == 1:
+            if parts[0] not in visible:
+                raise _SoqlError("INVALID_FIELD", NO_COLUMN.format(field=parts[0], entity=obj))
+            return
+        rel = RELATIONS.get(obj, {}).get(parts[0])
+        if rel is None or rel[0] not in visible:
+            raise _SoqlError("INVALID_FIELD", NO_RELATION.format(name=parts[0]))
+        self._check_path(rel[1], parts[1:])
+
     def _sosl(self, q: str, base: str) -> list[dict]:
-        m = re.match(r"^FIND \{(?P<term>.*?)(?<!\\)\} IN PHONE FIELDS RETURNING (?P<ret>.+)$", q.strip(), re.S)
+        m = re.match(r"^FIND \{(?P<term>(?:[^}\\]|\\.)*)\} IN PHONE FIELDS RETURNING (?P<ret>.+)$", q.strip(), re.S)
         if not m:
             raise _SoqlError("MALFORMED_SEARCH", "unexpected token in search")
         words = [w for w in re.split(r"\s+OR\s+", m.group("term").strip()) if w]
-        if not words or any(ch in SOSL_RESERVED for w in words for ch in w):
-            raise _SoqlError("MALFORMED_SEARCH", "unexpected token in search query")
-        if any(len(w) < 2 for w in words):
-            raise _SoqlError("INVALID_SEARCH", "search term must be longer than one character")
-        terms = [_digits(w) for w in words if _digits(w)]
+        phrases: list[list[str]] = []
+        for w in words:
+            inner = w[1:-1] if len(w) > 2 and w[0] == w[-1] == '"' else w
+            if not inner.strip() or any(ch in SOSL_RESERVED for ch in inner):
+                raise _SoqlError("MALFORMED_SEARCH", "unexpected token in search query")
+            if len(inner.strip()) < 2:
+                raise _SoqlError("INVALID_SEARCH", "search term must be longer than one character")
+            phrases.append(_tokens(inner))
         found: list[dict] = []
         for clause in _split_top(m.group("ret")):
             cm = re.match(r"^\s*(\w+)\s*\((.*)\)\s*$", clause, re.S)
@@ -316,28 +415,50 @@ class FakeSalesforce(FakeCrmServer):
             if obj not in PHONE_FIELDS:
                 raise _SoqlError("INVALID_TYPE", f"sObject type '{obj}' is not supported.")
             fields, where, order, limit = _parse_clause(inner)
+            if where is not None and where[0] not in self.fields_of(obj):
+                raise _SoqlError("INVALID_FIELD", NO_COLUMN.format(field=where[0], entity=obj))
+            searched = self.phone_fields_of(obj)
             rows = [r for r in self.data.get(obj, []) if _matches(where, r)
-                    and any(_digits(r.get(f)).endswith(t) for f in PHONE_FIELDS[obj] for t in terms)]
+                    and any(_contains(_tokens(r.get(f)), p) for f in searched for p in phrases)]
             rows = _order(rows, order)[:limit]
+            for f in fields:  # refused even when nothing matched, as Salesforce compiles the query first
+                self._check_path(obj, f.split("."))
             found.extend(self._project(obj, r, fields, base) for r in rows)
         return found
 
     def _soql(self, q: str, base: str) -> list[dict]:
         m = re.match(
-            r"^SELECT (?P<fields>.+?) FROM (?P<obj>\w+) WHERE (?P<field>\w+) = '(?P<val>(?:[^'\\]|\\.)*)'"
+            r"^SELECT (?P<fields>.+?) FROM (?P<obj>\w+) WHERE (?P<field>\w+) = (?:'(?P<val>(?:[^'\\]|\\.)*)'|(?P<bool>true|false))"
             r"(?: ORDER BY (?P<order>\w+(?: ASC| DESC)?))?(?: LIMIT (?P<limit>\d+))?$", q.strip())
         if not m:
             raise _SoqlError("MALFORMED_QUERY", "unexpected token")
         obj = m.group("obj")
         if obj not in FIELDS or obj == "Name":
             raise _SoqlError("INVALID_TYPE", f"sObject type '{obj}' is not supported.")
-        if m.group("field") not in FIELDS[obj]:
-            raise _SoqlError("INVALID_FIELD", f"No such column '{m.group('field')}' on entity '{obj}'.")
-        value = re.sub(r"\\(.)", r"\1", m.group("val"))
+        if m.group("field") not in self.fields_of(obj):
+            raise _SoqlError("INVALID_FIELD", NO_COLUMN.format(field=m.group("field"), entity=obj))
         fields = [f.strip() for f in m.group("fields").split(",")]
-        rows = [r for r in self.data.get(obj, []) if str(r.get(m.group("field"))) == value]
-        rows = _order(rows, m.group("order"))[: int(m.group("limit") or 2000)]
+        for f in fields:
+            self._check_path(obj, f.split("."))
+        if m.group("bool"):
+            want: Any = m.group("bool") == "true"
+            rows = [r for r in self.data.get(obj, []) if bool(r.get(m.group("field"))) is want]
+        else:
+            value = re.sub(r"\\(.)", r"\1", m.group("val"))
+            rows = [r for r in self.data.get(obj, []) if str(r.get(m.group("field"))) == value]
+        rows = _order(rows, m.group("order"))[: int(m.group("limit") or 50000)]
         return [self._project(obj, r, fields, base) for r in rows]
+
+
+def _tokens(value: Any) -> list[str]:
+    """How the search index splits a stored value: on spaces and punctuation (digits only here)."""
+    return re.findall(r"\d+", str(value or ""))
+
+
+def _contains(tokens: list[str], phrase: list[str]) -> bool:
+    """Whether `phrase` (one word or several) occurs as consecutive tokens."""
+    n = len(phrase)
+    return n > 0 and any(tokens[i:i + n] == phrase for i in range(len(tokens) - n + 1))
 
 
 def _split_top(text: str) -> list[str]:

@@ -1,20 +1,28 @@
 """A local fake of Zoho's accounts server and CRM API for end-to-end tests: real HTTP on 127.0.0.1.
 
 Serves, from an in-memory dataset, what the `zoho` connector uses, with the payload shapes of
-Zoho's docs (see /work/shared/docs/crm/hubspot-salesforce-zoho.md, section 3):
+Zoho's docs (see the vendor documentation cited in docs/crm/):
 
 - ``POST /oauth/v2/token``: refresh_token grant, parameters in the form body or the query
   string (Zoho accepts both). Answers ``{access_token, api_domain, token_type, expires_in,
-  scope}``; errors are HTTP 200 with ``{"error": "invalid_client" | "invalid_code"}``; more than
-  10 tokens per refresh token in 10 minutes answers Zoho's throttle, ``{"error": "Access Denied",
-  ...}``, HTTP 200 as well.
+  scope}``; errors are HTTP 200 with ``{"error": "invalid_client" | "invalid_code"}``. The token
+  limits Zoho documents (docs/crm/zoho.md, "Token limits"): at most `active_token_cap` (10) live
+  access tokens per refresh token, the next mint silently invalidates the oldest (a request with
+  it: 401 INVALID_TOKEN); more than 10 mints in 10 minutes answers Zoho's throttle, HTTP 200
+  ``{"error": "Access Denied", "error_description": "You have made too many requests
+  continuously...", "status": "failure"}``, until that window has passed.
 - ``GET /crm/{version}/{Module}/search`` with ``phone=`` (every phone-type field, digits
   *contained*, like Zoho's index), ``email=``, ``word=`` or ``criteria=`` (``(Field:equals|
   starts_with:value)`` joined by ``and``/``or``; ``equals`` behaves like *contains*, as Zoho
   documents for search); ``page``, ``per_page``, ``converted`` (Leads: non-converted by default).
   No match: 204 with an empty body.
 - ``GET /crm/{version}/{Module}/{id}``, ``GET /crm/{version}/users/{id}``,
-  ``GET /crm/{version}/users?type=CurrentUser|AllUsers``, ``GET /crm/{version}/settings/roles``.
+  ``GET /crm/{version}/users?type=CurrentUser|AllUsers|ActiveUsers|DeactiveUsers`` (paged:
+  ``page``, ``per_page`` up to 200, ``info.more_records``), ``GET /crm/{version}/settings/roles``,
+  ``GET /crm/{version}/settings/fields?module=`` (``{fields: [{api_name, data_type, ...}]}``).
+- Phone fields may hold several numbers ("080 2345 6789, 98111 22244"): ``phone=`` matches each.
+- Scopes: the refresh token carries `scopes`; a call whose scope it lacks answers 401
+  ``OAUTH_SCOPE_MISMATCH`` with Zoho's body, which names no scope.
 
 Access tokens are checked (``Authorization: Zoho-oauthtoken <token>``; issued tokens expire).
 Errors use Zoho's body ``{"code", "details", "message", "status": "error"}``: 401
@@ -37,10 +45,8 @@ import copy
 import fnmatch
 import re
 import secrets
-import sys
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from fake_crm import FakeCrmServer, RecordedRequest, Response  # noqa: E402
@@ -61,6 +67,9 @@ PHONE_FIELDS = {
 }
 EMAIL_FIELDS = ("Email", "Secondary_Email")
 MINT_LIMIT, MINT_WINDOW_S = 10, 600.0
+#: live access tokens per refresh token (Zoho: the 11th mint drops the oldest; docs/crm/zoho.md)
+ACTIVE_TOKEN_CAP = 10
+_SEVERAL = re.compile(r"\s*(?:[,;/|]|\bor\b)\s*", re.I)
 
 
 def sample_data() -> dict[str, Any]:
@@ -68,6 +77,7 @@ def sample_data() -> dict[str, Any]:
     raj = {"name": "Raj Iyer", "id": "5725767000000185005", "email": "raj@acme.example"}
     meera = {"name": "Meera Rao", "id": "5725767000000185011", "email": "meera@acme.example"}
     priya = {"name": "Priya Nair", "id": "5725767000000185017", "email": "priya@acme.example"}
+    kiran = {"name": "Kiran Shah", "id": "5725767000000185023", "email": "kiran@acme.example"}  # left the company
     return {
         "roles": [
             {"id": "5725767000000026005", "name": "CEO", "reporting_to": None},
@@ -80,6 +90,7 @@ def sample_data() -> dict[str, Any]:
             _user(meera, "+91 80 4000 0002", "+91 98450 00002", "Sales Manager", "5725767000000231001"),
             {**_user(priya, None, "098450 00003", "Sales Rep - South", "5725767000000231007"),
              "Reporting_To": {"name": meera["name"], "id": meera["id"]}},
+            {**_user(kiran, None, "098450 00004", "Sales Rep - South", "5725767000000231007"), "status": "inactive"},
         ],
         "current_user": raj["id"],
         "records": {
@@ -92,6 +103,14 @@ def sample_data() -> dict[str, Any]:
                  "Email": "ravi@customer.example", "Phone": None, "Mobile": "099887 76655",
                  "Owner": priya, "Account_Name": None,
                  "Modified_Time": "2025-05-01T09:30:00+05:30", "Created_Time": "2025-02-01T10:00:00+05:30"},
+                {"id": "5725767000000411013", "Full_Name": "Vikram Rao", "First_Name": "Vikram", "Last_Name": "Rao",
+                 "Email": "vikram@customer.example", "Phone": "080 2345 6789, 98111 22244", "Mobile": None,
+                 "Owner": raj, "Account_Name": None,
+                 "Modified_Time": "2025-05-02T09:30:00+05:30", "Created_Time": "2025-02-02T10:00:00+05:30"},
+                {"id": "5725767000000411019", "Full_Name": "Divya Menon", "First_Name": "Divya", "Last_Name": "Menon",
+                 "Email": "divya@customer.example", "Phone": None, "Mobile": "+91 99000 11122",
+                 "Owner": kiran, "Account_Name": None,
+                 "Modified_Time": "2025-05-03T09:30:00+05:30", "Created_Time": "2025-02-03T10:00:00+05:30"},
             ],
             "Leads": [
                 {"id": "5725767000000512003", "Full_Name": "Sunita Das", "Last_Name": "Das", "Company": "Das Exports",
@@ -137,6 +156,8 @@ class FakeZoho(FakeCrmServer):
         access_token_ttl: int = 3600,
         api_domain: str | None = None,
         credits_remaining: int | None = None,
+        scopes: str = SCOPE + " ZohoCRM.settings.fields.READ",
+        active_token_cap: int = ACTIVE_TOKEN_CAP,
     ):
         super().__init__()
         self.records: dict[str, list[dict]] = {m: [] for m in MODULES}
@@ -152,6 +173,17 @@ class FakeZoho(FakeCrmServer):
         self._api_domain = api_domain
         self.credits_remaining = credits_remaining
         self.mints: deque[float] = deque()
+        self.scopes = scopes
+        self.active_token_cap = active_token_cap
+        self.active: deque[str] = deque()  # live access tokens, oldest first
+        self.evicted: list[str] = []
+
+    def _listen(self, host: str, port: int) -> None:
+        super()._listen(host, port)
+        assert self._server is not None
+        self._server.socket.listen(128)  # many connectors connecting at once: no SYN dropped (a 1 s retransmit)
+        # Headers and body in one write: two small writes meet Nagle and delayed ACK (40 ms a request).
+        self._server.RequestHandlerClass.wbufsize = 64 * 1024
 
     # -- control ------------------------------------------------------------------------------
 
@@ -188,6 +220,11 @@ class FakeZoho(FakeCrmServer):
             return denied
         rate = self._rate_headers()
         rest = m.group(2).strip("/").split("/")
+        needed = _scope_needed(rest)
+        if not _granted(self.scopes, needed):
+            return 401, _error("OAUTH_SCOPE_MISMATCH", "Unauthorized"), {}
+        if rest == ["settings", "fields"]:
+            return self._fields(r.arg("module") or "", rate)
         if rest == ["users"]:
             return self._users(r, rate)
         if len(rest) == 2 and rest[0] == "users":
@@ -226,7 +263,14 @@ class FakeZoho(FakeCrmServer):
             self.mints.append(now)
         token = f"1000.{secrets.token_hex(16)}.{next(self._seq):04d}{secrets.token_hex(14)}"
         self._issue_token(token, self.access_token_ttl)
-        return {"access_token": token, "scope": SCOPE, "api_domain": self.api_domain,
+        with self._lock:
+            self.active = deque(t for t in self.active if self.tokens.get(t, 0) > now)
+            self.active.append(token)
+            while len(self.active) > self.active_token_cap:
+                oldest = self.active.popleft()  # Zoho drops it without a word
+                self.tokens.pop(oldest, None)
+                self.evicted.append(oldest)
+        return {"access_token": token, "scope": self.scopes, "api_domain": self.api_domain,
                 "token_type": "Bearer", "expires_in": self.access_token_ttl}, {}
 
     def _authenticate(self, r: RecordedRequest) -> Response | None:
@@ -250,12 +294,31 @@ class FakeZoho(FakeCrmServer):
         kind = r.arg("type") or "AllUsers"
         if kind == "CurrentUser":
             found = [self.users[self.current_user]] if self.current_user in self.users else []
+        elif kind in ("ActiveUsers", "AllActiveUsers"):
+            found = [u for u in self.users.values() if u.get("status") == "active"]
+        elif kind == "DeactiveUsers":
+            found = [u for u in self.users.values() if u.get("status") == "inactive"]
         else:
-            found = [u for u in self.users.values() if kind != "ActiveUsers" or u.get("status") == "active"]
-        if not found:
+            found = list(self.users.values())
+        page = max(1, int(r.arg("page") or 1))
+        per_page = min(200, max(1, int(r.arg("per_page") or 200)))
+        chunk = found[(page - 1) * per_page: page * per_page]
+        if not chunk:
             return 204, None, rate
-        return 200, {"users": copy.deepcopy(found),
-                     "info": {"per_page": 200, "count": len(found), "page": 1, "more_records": False}}, rate
+        return 200, {"users": copy.deepcopy(chunk),
+                     "info": {"per_page": per_page, "count": len(chunk), "page": page,
+                              "more_records": page * per_page < len(found)}}, rate
+
+    def _fields(self, module: str, rate: dict[str, str]) -> Response:
+        if module not in self.records:
+            return 400, _error("INVALID_MODULE", "the module name given seems to be invalid", param_name="module"), rate
+        phones = set(PHONE_FIELDS.get(module, ()))
+        names = dict.fromkeys(["Owner", *phones, *(k for rec in self.records[module] for k in rec if not k.startswith("$"))])
+        names.pop("id", None)
+        fields = [{"api_name": n, "field_label": n.replace("_", " "), "id": str(6000 + i),
+                   "data_type": "phone" if n in phones else "ownerlookup" if n == "Owner" else "text",
+                   "visible": True, "read_only": False} for i, n in enumerate(names)]
+        return 200, {"fields": fields}, rate
 
     def _search(self, module: str, r: RecordedRequest, rate: dict[str, str]) -> Response:
         criteria, email, phone, word = (r.arg(k) for k in ("criteria", "email", "phone", "word"))
@@ -271,8 +334,9 @@ class FakeZoho(FakeCrmServer):
             if len(digits) < 2 or not re.fullmatch(r"[0-9+\-() ]+", phone):
                 return 400, _error("INVALID_DATA", "The search value contains special characters or does not contain at least two characters"), rate
             fields = PHONE_FIELDS.get(module, ("Phone",))
-            match = lambda rec: any(digits in "".join(ch for ch in str(rec.get(f) or "") if ch.isdigit())  # noqa: E731
-                                    for f in fields if rec.get(f))
+            # Each number of a field is indexed on its own ("080 2345 6789, 98111 22244").
+            match = lambda rec: any(digits in "".join(ch for ch in part if ch.isdigit())  # noqa: E731
+                                    for f in fields if rec.get(f) for part in _SEVERAL.split(str(rec.get(f))))
         elif word:
             match = lambda rec: any(word.lower() in str(v).lower() for v in rec.values() if isinstance(v, str))  # noqa: E731
         else:
@@ -334,6 +398,29 @@ def _criteria(text: str):
         return result
 
     return match
+
+
+def _scope_needed(rest: list[str]) -> str:
+    """The scope a CRM path needs, as Zoho's scope list names it."""
+    if rest[0] == "users":
+        return "ZohoCRM.users.READ"
+    if rest[0] == "settings":
+        return f"ZohoCRM.settings.{rest[1] if len(rest) > 1 else 'ALL'}.READ"
+    module = f"ZohoCRM.modules.{rest[0].lower()}.READ"
+    return f"{module} ZohoSearch.securesearch.READ" if rest[1:] == ["search"] else module
+
+
+def _granted(scopes: str, needed: str) -> bool:
+    """Whether the granted scopes cover each needed one (``ZohoCRM.modules.ALL`` covers ``...contacts.READ``)."""
+    have = {s.lower() for s in re.split(r"[\s,]+", scopes) if s}
+    for need in needed.lower().split():
+        parts = need.split(".")
+        ok = {need, ".".join(parts[:-1] + ["all"])}
+        if len(parts) == 4:
+            ok |= {".".join(parts[:2] + ["all"]), ".".join(parts[:2] + [parts[3]])}
+        if not ok & have:
+            return False
+    return True
 
 
 def _error(code: str, message: str, **details: Any) -> dict:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import pytest
+
 from responses import matchers
 
 from dialwhom.integrations.connectors.directory import DirectoryConnector
@@ -106,7 +108,8 @@ HS_EMPTY = {"total": 0, "results": []}
 
 class TestHubSpotContract(ConnectorContract):
     connector_class = HubSpotConnector
-    options = {"access_token": HS_TOKEN}
+    # the kit's eight simultaneous lookups fit 2 s only at HubSpot's full 5 searches a second
+    options = {"access_token": HS_TOKEN, "search_rate_per_s": 5}
     expected_owner = Owner(id="41629779", email="asha@example.com")
     wrong_shapes = [
         {"total": 1, "results": "none"},
@@ -114,33 +117,40 @@ class TestHubSpotContract(ConnectorContract):
         {"status": "error"},
     ]
 
+    @pytest.fixture(autouse=True)
+    def _no_background_warm_up(self, monkeypatch):
+        """The owners-directory load a first lookup starts would land among the requests the kit
+        counts; test_hubspot.py tests it."""
+        monkeypatch.setattr(HubSpotConnector, "_start_thread", lambda self, fn: None)
+
     def answer_found(self, fake_http, query):
         contact = {"id": "51", "archived": False, "properties": {
             "hs_object_id": "51", "firstname": "Ana", "lastname": "Gupta", "hubspot_owner_id": "41629779",
             "lastmodifieddate": "2025-06-01T08:00:00Z", "phone": "098765 43210",
             "hs_searchable_calculated_phone_number": "9876543210", "hs_calculated_phone_number": query.phone,
         }}
-        fake_http.post(f"{HS}/crm/v3/objects/contacts/search", match=[matchers.header_matcher({"Authorization": f"Bearer {HS_TOKEN}"})],
+        fake_http.post(f"{HS}/crm/objects/2026-03/contacts/search", match=[matchers.header_matcher({"Authorization": f"Bearer {HS_TOKEN}"})],
                        json={"total": 1, "results": [contact]})
-        fake_http.get(f"{HS}/crm/v3/owners/41629779", json=HS_OWNER)
+        fake_http.get(f"{HS}/crm/owners/2026-03/41629779", json=HS_OWNER)
 
     def answer_not_found(self, fake_http, query):
-        fake_http.post(f"{HS}/crm/v3/objects/contacts/search", json=HS_EMPTY)
-        fake_http.post(f"{HS}/crm/v3/objects/companies/search", json=HS_EMPTY)
+        fake_http.post(f"{HS}/crm/objects/2026-03/contacts/search", json=HS_EMPTY)
+        fake_http.post(f"{HS}/crm/objects/2026-03/companies/search", json=HS_EMPTY)
 
 
 class TestHubSpotOAuthContract(TestHubSpotContract):
     """The same, with an OAuth refresh token: the token endpoint is one more store to fail."""
 
-    options = {"client_id": "cid-0123456789", "client_secret": "csecret-0123456789", "refresh_token": "rtok-0123456789"}
+    options = {"client_id": "cid-0123456789", "client_secret": "csecret-0123456789", "refresh_token": "rtok-0123456789",
+               "search_rate_per_s": 5}
     waive = {"fault:http-400": "OAuth token endpoints answer a refused refresh token with 400 invalid_grant: AuthError is right"}
 
     def answer_found(self, fake_http, query):
-        fake_http.post(f"{HS}/oauth/v3/token", json={"access_token": HS_TOKEN, "expires_in": 1800})
+        fake_http.post(f"{HS}/oauth/2026-03/token", json={"access_token": HS_TOKEN, "expires_in": 1800})
         super().answer_found(fake_http, query)
 
     def answer_not_found(self, fake_http, query):
-        fake_http.post(f"{HS}/oauth/v3/token", json={"access_token": HS_TOKEN, "expires_in": 1800})
+        fake_http.post(f"{HS}/oauth/2026-03/token", json={"access_token": HS_TOKEN, "expires_in": 1800})
         super().answer_not_found(fake_http, query)
 
 

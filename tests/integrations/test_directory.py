@@ -1,4 +1,4 @@
-"""The ``directory`` connector: a CSV of accounts (interface.md, "The directory connector's CSV")."""
+"""The ``directory`` connector: a CSV of accounts (README, "Connectors")."""
 
 from __future__ import annotations
 

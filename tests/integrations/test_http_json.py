@@ -1,4 +1,4 @@
-"""The ``http`` connector: a team's own JSON endpoint (interface.md, "The http connector's remote JSON")."""
+"""The ``http`` connector: a team's own JSON endpoint (README, "Connectors")."""
 
 from __future__ import annotations
 

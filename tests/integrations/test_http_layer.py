@@ -527,28 +527,6 @@ def test_cached_token_invalidate_forgets_only_the_refused_token(token):
     assert token.token(Deadline(1.0)) == "t3"
 
 
-@responses.activate
-def test_a_provider_whose_invalidate_takes_no_token_still_refreshes(clients):
-    class OldProvider:
-        def __init__(self):
-            self.current, self.invalidated = "a", 0
-
-        def auth_headers(self, deadline):
-            return {"Authorization": f"Bearer {self.current}"}
-
-        def invalidate(self):
-            self.invalidated += 1
-            self.current = "b"
-
-    provider = OldProvider()
-    responses.get(OWNER_URL, status=401, json={})
-    responses.get(OWNER_URL, json={"owner": {"id": "u-17"}})
-    out = timed(lambda: clients(token_provider=provider).get_json(OWNER_URL, deadline=Deadline(1.0)))
-    assert out.error is None
-    assert provider.invalidated == 1
-    assert [call.request.headers["Authorization"] for call in responses.calls] == ["Bearer a", "Bearer b"]
-
-
 # --- classify -----------------------------------------------------------------------------------
 
 
@@ -666,18 +644,18 @@ def timed_out(fn, *args, **kw):
 
 
 def test_watchdog_shuts_down_at_the_deadline_and_only_what_was_not_cancelled():
-    from dialwhom.integrations.http import _Watchdog
+    from dialwhom.integrations.transport import Watchdog
 
-    dog = _Watchdog()
+    dog = Watchdog()
     pairs = [socket.socketpair() for _ in range(3)]
     try:
         for _, b in pairs:
             b.settimeout(2.0)
+        t0 = time.monotonic()  # before watch(): a busy machine may take a while to get past it
         ids = [dog.watch(0.05, a) for a, _ in pairs]
         dog.cancel(ids[1])  # this call got its headers in time
-        t0 = time.monotonic()
         assert pairs[0][1].recv(10) == b""  # shut down: the peer sees the end of the stream
-        assert 0.04 <= time.monotonic() - t0 < 1.0
+        assert 0.05 <= time.monotonic() - t0 < 1.0
         assert pairs[2][1].recv(10) == b""
         pairs[1][0].sendall(b"alive")  # not shut down
         assert pairs[1][1].recv(10) == b"alive"
@@ -689,9 +667,9 @@ def test_watchdog_shuts_down_at_the_deadline_and_only_what_was_not_cancelled():
 
 
 def test_watchdog_wakes_for_a_nearer_deadline_pushed_later():
-    from dialwhom.integrations.http import _Watchdog
+    from dialwhom.integrations.transport import Watchdog
 
-    dog = _Watchdog()
+    dog = Watchdog()
     far, near = socket.socketpair(), socket.socketpair()
     try:
         dog.watch(30.0, far[0])  # the thread now sleeps towards 30 s

@@ -12,6 +12,7 @@ from dialwhom.integrations.connectors.directory import DirectoryConnector
 from dialwhom.integrations.connectors.http_json import HttpJsonConnector
 from dialwhom.integrations.registry import ConnectorType, build_connectors, registry_from_classes
 from dialwhom.routing.config import ConfigError, from_mapping
+from dialwhom.sdk import Connector, Match, Owner
 
 BASE = {"fallback": ["+918000000000"], "reps": [{"owner": "asha@example.com", "phone": "+919800000001"}]}
 
@@ -62,3 +63,37 @@ def test_rate_limit_remaining_reaches_metrics():
     assert client.get("/exotel/dial-whom?From=09876543210").data == b"+919800000001,+918000000000"
     metrics = client.get("/metrics").data.decode()
     assert 'dialwhom_rate_limit_remaining{connector="crm"} 42.0' in metrics
+
+
+def test_a_connector_saying_its_data_changed_drops_its_cached_answers():
+    from dialwhom.integrations.runtime import build_runtime
+    from dialwhom.routing.deadline import Deadline
+    from dialwhom.routing.request import parse_request
+
+    class Flippy(Connector):
+        """Answers one owner, then (after `flip`) another, like a re-read file."""
+
+        type_name = "flippy"
+        owner = "asha@example.com"
+
+        def lookup(self, query, *, deadline):
+            return Match(Owner(email=type(self).owner))
+
+    config = {
+        "connectors": [{"id": "flip", "type": "flippy"}],
+        "reps": [{"owner": "asha@example.com", "phone": "+919800000001"}, {"owner": "ravi@example.com", "phone": "+919800000002"}],
+        "fallback": ["+918000000000"],
+    }
+    rt = build_runtime(config, registry=registry_from_classes([Flippy]))
+    try:
+        def first() -> str:
+            req = parse_request({"From": "09876543210"}, "IN")
+            return rt.service.decide(req, Deadline(2.0)).plan.numbers[0]
+
+        assert first() == "+919800000001"
+        Flippy.owner = "ravi@example.com"
+        assert first() == "+919800000001"  # cached
+        rt.connectors[0].context.data_changed()
+        assert first() == "+919800000002"
+    finally:
+        rt.close()

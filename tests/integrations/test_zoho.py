@@ -1,6 +1,6 @@
 """The `zoho` connector: exact Zoho calls (mocked with `responses`), then end to end.
 
-Payload shapes follow /work/shared/docs/crm/hubspot-salesforce-zoho.md section 3 and Zoho's
+Payload shapes follow the vendor documentation cited in docs/crm/ and Zoho's
 docs: token answer ``{access_token, api_domain, token_type, expires_in}``, search answer
 ``{data: [...], info: {...}}`` or 204, error body ``{code, details, message, status}``.
 """
@@ -8,9 +8,6 @@ docs: token answer ``{access_token, api_domain, token_type, expires_in}``, searc
 from __future__ import annotations
 
 import re
-import sys
-import time
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -29,9 +26,10 @@ from dialwhom.routing.errors import (  # noqa: E402
     RateLimited,
 )
 from dialwhom.integrations.registry import registry_from_classes  # noqa: E402
-from dialwhom.integrations.schema import validate_options  # noqa: E402
+from dialwhom.routing.schema import validate_options  # noqa: E402
 from dialwhom.testing import NOT_FOUND_PHONE, ConnectorContract  # noqa: E402
-from dialwhom.integrations.connectors.zoho import DATA_CENTRES, ZohoConnector, _expires_in  # noqa: E402
+from dialwhom.integrations.connectors.zoho import DATA_CENTRES, ZohoConnector  # noqa: E402
+from dialwhom.integrations.oauth import TokenRegistry, expires_in_seconds  # noqa: E402
 from dialwhom.routing.config_error import ConfigError  # noqa: E402
 from dialwhom.routing.deadline import Deadline  # noqa: E402
 from dialwhom.routing.model import Owner, Query  # noqa: E402
@@ -50,16 +48,28 @@ ACME_ID = "5725767000000402001"
 # --- builders ----------------------------------------------------------------------------------
 
 
-def make(retries: int = 1, **options) -> ZohoConnector:
+def make(retries: int = 1, *, cls: type[ZohoConnector] = ZohoConnector, redis=None, key_prefix: str = "dialwhom:",
+         **options) -> ZohoConnector:
     opts = {**CREDS, "data_centre": "in", **options}
-    cls = ZohoConnector
     return cls(validate_options(cls.config_schema, opts, "connectors[0]"),
-               ConnectorContext(id="zoho", region="IN", timeout_s=1.0, retries=retries))
+               ConnectorContext(id="zoho", region="IN", timeout_s=1.0, retries=retries, redis=redis, key_prefix=key_prefix))
+
+
+def process() -> type[ZohoConnector]:
+    """A connector class with in-process token state of its own: another dialwhom process."""
+    return type("ZohoInAnotherProcess", (ZohoConnector,), {"token_registry": TokenRegistry()})
+
+
+@pytest.fixture(autouse=True)
+def own_process(monkeypatch):
+    """Each test is a process of its own: no access token shared with another test's connectors."""
+    monkeypatch.setattr(ZohoConnector, "token_registry", TokenRegistry())
 
 
 @pytest.fixture
 def rsps():
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        add_directory(mock)
         yield mock
 
 
@@ -137,9 +147,27 @@ def add_user(rsps, ref: dict = RAJ, body: dict | None = None, status: int = 200,
     rsps.add(responses.GET, f"{api}/crm/v8/users/{ref['id']}", status=status, json=body if body is not None else user(ref))
 
 
+def add_directory(rsps, *users: dict, api: str = API, status: int = 200, body: dict | None = None):
+    """The active-user directory (``users?type=ActiveUsers``, one page): Raj and Meera by default."""
+    users = users or (user(RAJ)["users"][0], user(MEERA, role="Sales Manager")["users"][0])
+    rsps.add(responses.GET, f"{api}/crm/v8/users", status=status,
+             match=[matchers.query_param_matcher({"type": "ActiveUsers", "page": "1", "per_page": "200"})],
+             json=body if body is not None else {"users": list(users),
+                                                 "info": {"per_page": 200, "count": len(users), "page": 1, "more_records": False}})
+
+
+def is_directory(call) -> bool:
+    return urlsplit(call.request.url).path.endswith("/users") and "type=ActiveUsers" in call.request.url
+
+
+def api_calls(rsps) -> list:
+    """Every call but the directory load (it runs beside the first lookup's searches, in any order)."""
+    return [c for c in rsps.calls if not is_directory(c)]
+
+
 def calls(rsps) -> list[tuple[str, str]]:
-    """(method, path) of every call, in order."""
-    return [(c.request.method, urlsplit(c.request.url).path) for c in rsps.calls]
+    """(method, path) of every call but the directory load, in order."""
+    return [(c.request.method, urlsplit(c.request.url).path) for c in api_calls(rsps)]
 
 
 def lookup(c: ZohoConnector, value: str = CALLER, kind: str = "phone", seconds: float = 3.0):
@@ -159,16 +187,16 @@ def test_token_refresh_posts_the_exact_form_to_the_data_centre_and_searches_its_
 
     assert lookup(c) is None
 
-    token_call = rsps.calls[0].request
+    token_call = api_calls(rsps)[0].request
     assert (token_call.method, token_call.url) == ("POST", f"{accounts}/oauth/v2/token")
     assert token_call.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert "Authorization" not in token_call.headers
     assert parse_qs(token_call.body) == {"grant_type": ["refresh_token"], "client_id": [CREDS["client_id"]],
                                          "client_secret": [CREDS["client_secret"]], "refresh_token": [CREDS["refresh_token"]]}
     assert urlsplit(token_call.url).query == ""  # secrets in the body, never in the URL
-    searches = sorted(c.request.url for c in rsps.calls[1:])
+    searches = sorted(c.request.url for c in api_calls(rsps)[1:])
     assert searches == sorted(f"{api}/crm/v8/{m}/search?phone={NATIONAL}&page=1&per_page=10" for m in ("Contacts", "Leads", "Accounts"))
-    assert all(c.request.headers["Authorization"] == "Zoho-oauthtoken 1000.tok1" for c in rsps.calls[1:])
+    assert all(c.request.headers["Authorization"] == "Zoho-oauthtoken 1000.tok1" for c in api_calls(rsps)[1:])
 
 
 def test_token_is_cached_across_lookups(rsps, zoho):
@@ -193,7 +221,7 @@ def test_wrong_data_centre_invalid_client_is_an_auth_error_naming_data_centre(rs
 
 def test_revoked_refresh_token_invalid_code_is_an_auth_error(rsps, zoho):
     add_token(rsps, body={"error": "invalid_code"})
-    with pytest.raises(AuthError, match="refused refresh_token .invalid_code.*data_centre 'in'"):
+    with pytest.raises(AuthError, match="refused .invalid_code.; refresh_token was revoked.*data_centre 'in'"):
         lookup(zoho())
 
 
@@ -203,7 +231,7 @@ def test_api_domain_from_the_token_answer_is_used_and_a_mismatch_is_reported(rsp
     c = zoho(data_centre="us", modules=["Contacts"])
     assert lookup(c) is None
     assert calls(rsps)[1] == ("GET", "/crm/v8/Contacts/search")
-    assert rsps.calls[1].request.url.startswith("https://www.zohoapis.eu/")
+    assert api_calls(rsps)[1].request.url.startswith("https://www.zohoapis.eu/")
     assert "data_centre 'us'" in c.dc_warning and "www.zohoapis.eu" in c.dc_warning
 
 
@@ -212,14 +240,14 @@ def test_api_url_overrides_the_token_api_domain(rsps, zoho):
     rsps.add(responses.GET, "https://sandbox.zohoapis.in/crm/v2.1/Contacts/search", status=204)
     c = zoho(api_url="https://sandbox.zohoapis.in/", api_version="v2.1", modules=["Contacts"])
     assert lookup(c) is None
-    assert rsps.calls[1].request.url.startswith("https://sandbox.zohoapis.in/crm/v2.1/Contacts/search?")
+    assert api_calls(rsps)[1].request.url.startswith("https://sandbox.zohoapis.in/crm/v2.1/Contacts/search?")
 
 
 def test_a_non_zoho_api_domain_in_the_token_answer_is_ignored(rsps, zoho):
     add_token(rsps, api_domain="https://evil.example.com")
     add_search(rsps, "Contacts")
     assert lookup(zoho(modules=["Contacts"])) is None
-    assert urlsplit(rsps.calls[1].request.url).netloc == "www.zohoapis.in"
+    assert urlsplit(api_calls(rsps)[1].request.url).netloc == "www.zohoapis.in"
 
 
 def test_expired_token_401_invalid_token_refreshes_once(rsps, zoho):
@@ -227,13 +255,14 @@ def test_expired_token_401_invalid_token_refreshes_once(rsps, zoho):
     add_token(rsps, "1000.new")
     add_search(rsps, "Contacts", token="1000.old", status=401, body=zoho_error("INVALID_TOKEN", "invalid oauth token"))
     add_search(rsps, "Contacts", token="1000.new", body=found(contact()))
-    add_user(rsps)
-    match = lookup(zoho(modules=["Contacts"]))
+    c = zoho(modules=["Contacts"])
+    c.users.ttl_s = 1e9
+    c.users.load(Deadline(2.0))  # a warm directory, read with the first token
+    match = lookup(c)
     assert match.owner.id == RAJ["id"]
     assert calls(rsps) == [("POST", "/oauth/v2/token"), ("GET", "/crm/v8/Contacts/search"),
-                           ("POST", "/oauth/v2/token"), ("GET", "/crm/v8/Contacts/search"),
-                           ("GET", f"/crm/v8/users/{RAJ['id']}")]
-    assert rsps.calls[4].request.headers["Authorization"] == "Zoho-oauthtoken 1000.new"
+                           ("POST", "/oauth/v2/token"), ("GET", "/crm/v8/Contacts/search")]
+    assert api_calls(rsps)[3].request.headers["Authorization"] == "Zoho-oauthtoken 1000.new"
 
 
 def test_concurrent_401s_for_one_expired_token_make_one_refresh(rsps, zoho):
@@ -307,7 +336,7 @@ def test_mint_budget_caps_refreshes_when_the_api_keeps_refusing_tokens(rsps, zoh
     add_token(rsps)
     rsps.add(responses.GET, search_url("Contacts"), status=401, json=zoho_error("INVALID_TOKEN"))
     c = zoho(modules=["Contacts"])
-    c.mint_limit = 3
+    c.tokens.mint_limit = 3
     for _ in range(2):
         with pytest.raises(AuthError):
             lookup(c)
@@ -319,13 +348,13 @@ def test_mint_budget_caps_refreshes_when_the_api_keeps_refusing_tokens(rsps, zoh
 
 
 def test_expires_in_is_seconds_and_old_millisecond_answers_are_understood():
-    assert _expires_in({"expires_in": 3600}) == 3600
-    assert _expires_in({"expires_in": 3600000, "expires_in_sec": 3600}) == 3600
-    assert _expires_in({"expires_in": 3600000}) == 3600
-    assert _expires_in({}) is None
+    assert expires_in_seconds({"expires_in": 3600}) == 3600
+    assert expires_in_seconds({"expires_in": 3600000, "expires_in_sec": 3600}) == 3600
+    assert expires_in_seconds({"expires_in": 3600000}) == 3600
+    assert expires_in_seconds({}) is None
 
 
-def test_token_is_refreshed_shortly_before_expires_in(rsps, zoho):
+def test_token_is_refreshed_shortly_beforeexpires_in_seconds(rsps, zoho):
     add_token(rsps, "1000.one")
     add_token(rsps, "1000.two")
     add_search(rsps, "Contacts")
@@ -338,7 +367,7 @@ def test_token_is_refreshed_shortly_before_expires_in(rsps, zoho):
     now[0] += 2
     lookup(c)
     assert [m for m, _ in calls(rsps)].count("POST") == 2
-    assert rsps.calls[-1].request.headers["Authorization"] == "Zoho-oauthtoken 1000.two"
+    assert api_calls(rsps)[-1].request.headers["Authorization"] == "Zoho-oauthtoken 1000.two"
 
 
 # --- phone search ------------------------------------------------------------------------------
@@ -349,7 +378,6 @@ def test_found_in_contacts_with_exact_requests(rsps, zoho):
     add_search(rsps, "Contacts", token="1000.tok1", body=found(contact()))
     add_search(rsps, "Leads", token="1000.tok1")
     add_search(rsps, "Accounts", token="1000.tok1")
-    add_user(rsps)
     match = lookup(zoho())
 
     assert match.owner.id == RAJ["id"] and match.owner.email == RAJ["email"] and match.owner.name == "Raj Iyer"
@@ -362,12 +390,12 @@ def test_found_in_contacts_with_exact_requests(rsps, zoho):
     got = calls(rsps)
     assert got[0] == ("POST", "/oauth/v2/token")
     assert sorted(got[1:4]) == [("GET", "/crm/v8/Accounts/search"), ("GET", "/crm/v8/Contacts/search"), ("GET", "/crm/v8/Leads/search")]
-    assert got[4] == ("GET", f"/crm/v8/users/{RAJ['id']}")
-    assert len(got) == 5
-    users_call = rsps.calls[4].request
-    assert urlsplit(users_call.url).query == ""
-    assert users_call.headers["Authorization"] == "Zoho-oauthtoken 1000.tok1"
-    assert users_call.headers["Accept"] == "application/json"
+    assert len(got) == 4  # owner details from the directory: no users/{id} call
+    assert f"owner {RAJ['id']} from the user directory" in match.notes and match.owner.active is True
+    [directory_call] = [c.request for c in rsps.calls if is_directory(c)]  # loaded once, beside the searches
+    assert parse_qs(urlsplit(directory_call.url).query) == {"type": ["ActiveUsers"], "page": ["1"], "per_page": ["200"]}
+    assert directory_call.headers["Authorization"] == "Zoho-oauthtoken 1000.tok1"
+    assert directory_call.headers["Accept"] == "application/json"
 
 
 def test_no_content_in_every_module_is_not_found_and_costs_no_users_call(rsps, zoho):
@@ -375,7 +403,7 @@ def test_no_content_in_every_module_is_not_found_and_costs_no_users_call(rsps, z
     for module in ("Contacts", "Leads", "Accounts"):
         add_search(rsps, module)
     assert lookup(zoho()) is None
-    assert len(rsps.calls) == 4
+    assert len(api_calls(rsps)) == 4
 
 
 @pytest.mark.parametrize("modules,winner", [(["Contacts", "Leads", "Accounts"], "Contacts"),
@@ -407,7 +435,7 @@ def test_search_hits_without_the_callers_number_are_discarded(rsps, zoho):
     add_token(rsps)
     add_search(rsps, "Contacts", body=found(contact(phone="+91 98765 432100"), contact("2", phone="+44 20 9876 5432")))
     assert lookup(zoho(modules=["Contacts"])) is None
-    assert len(rsps.calls) == 2  # no users call for a discarded hit
+    assert len(api_calls(rsps)) == 2  # no users call for a discarded hit
 
 
 def test_international_form_is_searched_after_a_national_miss(rsps, zoho):
@@ -420,26 +448,41 @@ def test_international_form_is_searched_after_a_national_miss(rsps, zoho):
     assert "Contacts: 1 record(s) with the caller's number (international digits searched)" in match.notes
 
 
-def test_owner_details_are_cached_longer_than_one_lookup(rsps, zoho):
+def test_a_warm_connector_answers_from_the_searches_alone(rsps, zoho):
     add_token(rsps)
     add_search(rsps, "Contacts", body=found(contact()))
     add_search(rsps, "Contacts", phone="9988776655", body=found(contact("5725767000000411007", phone="099887 76655")))
-    add_user(rsps)
     c = zoho(modules=["Contacts"])
     first = lookup(c)
+    rsps.calls.reset()
     second = lookup(c, "+919988776655")
-    assert first.owner == second.owner and second.owner.phone == "+919845000001"
-    assert f"owner {RAJ['id']} from cache" in second.notes
-    assert calls(rsps).count(("GET", f"/crm/v8/users/{RAJ['id']}")) == 1
+    assert first.owner == second.owner and second.owner.phone == "+919845000001" and second.owner.active is True
+    assert [(c.request.method, urlsplit(c.request.url).path) for c in rsps.calls] == [("GET", "/crm/v8/Contacts/search")]
+    assert c.users.loads == 1
 
 
-def test_owner_phone_preference_and_inactive_owner_note(rsps, zoho):
+def test_owner_missing_from_the_active_directory_is_read_once_and_reported_inactive(rsps, zoho):
+    kiran = {"name": "Kiran Shah", "id": "5725767000000185023", "email": "kiran@acme.example"}
     add_token(rsps)
-    add_search(rsps, "Contacts", body=found(contact()))
-    add_user(rsps, body=user(mobile=None, phone="080 4000 0001", status="disabled"))
-    match = lookup(zoho(modules=["Contacts"], owner_phone="mobile"))
+    add_search(rsps, "Contacts", body=found(contact(owner=kiran)))
+    add_user(rsps, kiran, body=user(kiran, mobile=None, phone="080 4000 0001", status="inactive"))
+    c = zoho(modules=["Contacts"], owner_phone="mobile")
+    match = lookup(c)
+    assert (match.owner.id, match.owner.active) == (kiran["id"], False)
     assert match.owner.phone == "+918040000001"  # mobile empty: the other number
-    assert f"owner {RAJ['id']} is disabled in Zoho" in match.notes
+    assert f"owner {kiran['id']} is inactive in Zoho" in match.notes
+    again = lookup(c)
+    assert again.owner == match.owner and f"owner {kiran['id']} from cache" in again.notes
+    assert calls(rsps).count(("GET", f"/crm/v8/users/{kiran['id']}")) == 1
+
+
+def test_an_owner_deleted_from_zoho_is_inactive(rsps, zoho):
+    gone = {"name": "Old Rep", "id": "5725767000000185099", "email": "old@acme.example"}
+    add_token(rsps)
+    add_search(rsps, "Contacts", body=found(contact(owner=gone)))
+    rsps.add(responses.GET, f"{API}/crm/v8/users/{gone['id']}", status=204)
+    match = lookup(zoho(modules=["Contacts"]))
+    assert (match.owner.id, match.owner.email, match.owner.active) == (gone["id"], gone["email"], False)
 
 
 def test_account_owner_preferred_for_contacts_is_one_extra_call_then_cached(rsps, zoho):
@@ -450,7 +493,6 @@ def test_account_owner_preferred_for_contacts_is_one_extra_call_then_cached(rsps
     rsps.add(responses.GET, f"{API}/crm/v8/Accounts/{ACME_ID}",
              match=[matchers.query_param_matcher({"fields": "Owner,Account_Name"})],
              json={"data": [{"id": ACME_ID, "Account_Name": "Acme Traders", "Owner": MEERA}]})
-    add_user(rsps, MEERA, user(MEERA, role="Sales Manager"))
     c = zoho(modules=["Contacts"], owner_preference="account")
     match = lookup(c)
     assert match.owner.id == MEERA["id"] and match.team == "Sales Manager"
@@ -458,7 +500,7 @@ def test_account_owner_preferred_for_contacts_is_one_extra_call_then_cached(rsps
     again = lookup(c, "+919988776655")
     assert again.owner.id == MEERA["id"]
     assert calls(rsps).count(("GET", f"/crm/v8/Accounts/{ACME_ID}")) == 1
-    assert calls(rsps).count(("GET", f"/crm/v8/users/{MEERA['id']}")) == 1
+    assert calls(rsps).count(("GET", f"/crm/v8/users/{MEERA['id']}")) == 0  # Meera is in the directory
 
 
 def test_record_owner_is_kept_when_the_account_owner_cannot_be_read(rsps, zoho):
@@ -474,14 +516,16 @@ def test_record_owner_is_kept_when_the_account_owner_cannot_be_read(rsps, zoho):
 def test_users_api_refusal_is_soft_and_not_retried_every_lookup(rsps, zoho):
     add_token(rsps)
     add_search(rsps, "Contacts", body=found(contact()))
-    add_user(rsps, status=401, body=zoho_error("OAUTH_SCOPE_MISMATCH"))
+    rsps.replace(responses.GET, f"{API}/crm/v8/users", status=401, json=zoho_error("OAUTH_SCOPE_MISMATCH", "Unauthorized"))
     c = zoho(modules=["Contacts"])
     first = lookup(c)
-    assert (first.owner.id, first.owner.email, first.owner.phone) == (RAJ["id"], RAJ["email"], None)
-    assert any("owner phone/role unavailable (auth)" in n for n in first.notes)
+    assert (first.owner.id, first.owner.email, first.owner.phone, first.owner.active) == (RAJ["id"], RAJ["email"], None, None)
+    assert "owner phone/role skipped: the users API refused this token recently" in first.notes
+    assert "ZohoCRM.users.READ" in str(c.users.error)  # the scope Zoho's body does not name
     second = lookup(c)
     assert "owner phone/role skipped: the users API refused this token recently" in second.notes
-    assert calls(rsps).count(("GET", f"/crm/v8/users/{RAJ['id']}")) == 1
+    assert sum(1 for call in rsps.calls if is_directory(call)) == 1
+    assert calls(rsps).count(("GET", f"/crm/v8/users/{RAJ['id']}")) == 0
     assert calls(rsps).count(("POST", "/oauth/v2/token")) == 1  # a missing scope is not cured by a new token
 
 
@@ -586,10 +630,10 @@ def test_phone_values_reach_zoho_as_digits_only(rsps, zoho):
     add_search(rsps, "Contacts")
     c = zoho(modules=["Contacts"])
     assert lookup(c, "+91 (98765) 43210") is None
-    assert rsps.calls[1].request.url.endswith(f"?phone={NATIONAL}&page=1&per_page=10")
+    assert api_calls(rsps)[1].request.url.endswith(f"?phone={NATIONAL}&page=1&per_page=10")
     for hostile in ("+91 98765 43210)or(Email:starts_with:a", "9876543210:equals:*", "*", "' OR 1=1 --"):
         assert lookup(c, hostile) is None
-    assert len(rsps.calls) == 2  # hostile values were never searched
+    assert len(api_calls(rsps)) == 2  # hostile values were never searched
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -600,7 +644,7 @@ def test_whatever_the_caller_value_the_search_parameter_is_digits(zoho, value):
         mock.add(responses.GET, search_url("Contacts"), status=204)
         c = zoho(modules=["Contacts"])
         c.lookup(Query("phone", value), deadline=Deadline(2.0))
-        for call in mock.calls[1:]:
+        for call in api_calls(mock)[1:]:
             params = parse_qs(urlsplit(call.request.url).query)
             assert set(params) == {"phone", "page", "per_page"}
             assert re.fullmatch(r"[0-9]{6,15}", params["phone"][0])
@@ -614,14 +658,13 @@ def test_account_key_search_uses_a_safe_criteria_and_exact_match(rsps, zoho):
                          "Modified_Time": "2025-04-01T08:00:00+05:30"},
                         {"id": "5725767000000402009", "Account_Name": "Acme Traders", "Account_Number": "ACC-1001",
                          "Owner": MEERA, "Modified_Time": "2025-04-01T08:00:00+05:30"}))
-    add_user(rsps, MEERA, user(MEERA, role="Sales Manager"))
     c = zoho()
     match = lookup(c, "ACC-1001", kind="account")
     assert match.record.id == "5725767000000402009" and match.owner.id == MEERA["id"]
     assert "Accounts: discarded 1 hit(s) whose Account_Number differs" in match.notes
     for hostile in ("ACC-1)or(Account_Name:starts_with:A", "ACC\\,1", "A", "ACC 1001", "x" * 65):
         assert lookup(c, hostile, kind="account") is None
-    assert len(rsps.calls) == 3
+    assert len(api_calls(rsps)) == 2
 
 
 def test_account_key_not_found_is_none(rsps, zoho):
@@ -633,15 +676,65 @@ def test_account_key_not_found_is_none(rsps, zoho):
 # --- check and config --------------------------------------------------------------------------
 
 
-def test_check_mints_a_token_and_asks_for_the_current_user(rsps, zoho):
-    add_token(rsps)
+FULL_SCOPE = "ZohoCRM.modules.ALL ZohoSearch.securesearch.READ ZohoCRM.users.READ ZohoCRM.settings.fields.READ"
+PROBE = "9811122233"
+
+
+def add_fields(rsps, module: str, names=("Owner", "Full_Name", "Phone", "Mobile", "Account_Number"), phones=("Phone", "Mobile")):
+    fields = [{"api_name": n, "data_type": "phone" if n in phones else "text", "visible": True} for n in names]
+    rsps.add(responses.GET, f"{API}/crm/v8/settings/fields", match=[matchers.query_param_matcher({"module": module})],
+             json={"fields": fields})
+
+
+def test_check_runs_the_real_search_reads_the_fields_and_the_users(rsps, zoho):
+    add_token(rsps, body={**token_answer(), "scope": FULL_SCOPE})
     rsps.add(responses.GET, f"{API}/crm/v8/users", match=[matchers.query_param_matcher({"type": "CurrentUser"})],
              json={**user(), "info": {"per_page": 200, "count": 1, "page": 1, "more_records": False}},
              headers={"X-API-CREDITS-REMAINING": "4999"})
+    for module in ("Contacts", "Leads", "Accounts"):
+        rsps.add(responses.GET, search_url(module), status=204,
+                 match=[matchers.query_param_matcher({"phone": PROBE, "page": "1", "per_page": "1"})])
+        add_fields(rsps, module)
     note = zoho().check(deadline=Deadline(2.0))
     assert "accounts.zoho.in" in note and "https://www.zohoapis.in/crm/v8" in note
-    assert "signed in as Raj Iyer (role Sales Rep - South)" in note and "X-API-CREDITS-REMAINING=4999" in note
-    assert calls(rsps) == [("POST", "/oauth/v2/token"), ("GET", "/crm/v8/users")]
+    assert "signed in as Raj Iyer (role Sales Rep - South)" in note and "2 active users in the directory" in note
+    assert "phone search ran in Contacts, Leads, Accounts" in note and "warn" not in note and PROBE not in note
+    assert calls(rsps) == [("POST", "/oauth/v2/token"), ("GET", "/crm/v8/users"),
+                           *[("GET", f"/crm/v8/{m}/search") for m in ("Contacts", "Leads", "Accounts")],
+                           *[("GET", "/crm/v8/settings/fields")] * 3]
+    assert sum(1 for call in rsps.calls if is_directory(call)) == 1
+
+
+def test_check_names_a_scope_the_token_lacks_and_a_search_zoho_refuses(rsps, zoho):
+    add_token(rsps, body={**token_answer(), "scope": "ZohoCRM.modules.contacts.READ ZohoCRM.users.READ"})
+    rsps.add(responses.GET, f"{API}/crm/v8/users", match=[matchers.query_param_matcher({"type": "CurrentUser"})], json=user())
+    rsps.add(responses.GET, search_url("Contacts"), status=401, json=zoho_error("OAUTH_SCOPE_MISMATCH", "Unauthorized"))
+    rsps.add(responses.GET, f"{API}/crm/v8/settings/fields", status=401, json=zoho_error("OAUTH_SCOPE_MISMATCH", "Unauthorized"))
+    with pytest.raises(AuthError) as err:
+        zoho(modules=["Contacts"]).check(deadline=Deadline(2.0))
+    msg = str(err.value)
+    assert "the token's scopes lack ZohoCRM.modules.accounts.READ, ZohoSearch.securesearch.READ, ZohoCRM.settings.fields.READ" in msg
+    assert "Contacts search: zoho: HTTP 401 OAUTH_SCOPE_MISMATCH" in msg and "lacks the scope ZohoSearch.securesearch.READ and ZohoCRM.modules.contacts.READ" in msg
+    assert calls(rsps).count(("POST", "/oauth/v2/token")) == 1
+
+
+def test_check_names_a_configured_field_zoho_does_not_have(rsps, zoho):
+    add_token(rsps, body={**token_answer(), "scope": FULL_SCOPE})
+    rsps.add(responses.GET, f"{API}/crm/v8/users", match=[matchers.query_param_matcher({"type": "CurrentUser"})], json=user())
+    rsps.add(responses.GET, search_url("Contacts"), status=204)
+    add_fields(rsps, "Contacts")
+    add_fields(rsps, "Accounts", names=("Owner", "Account_Name", "Phone", "Account_No"))
+    with pytest.raises(BadResponse, match="account_field 'Account_Number' is not a field of Accounts .fields: Account_Name, Account_No"):
+        zoho(modules=["Contacts"]).check(deadline=Deadline(2.0))
+
+
+def test_check_that_could_not_read_the_fields_says_warn(rsps, zoho):
+    add_token(rsps, body={**token_answer(), "scope": FULL_SCOPE})
+    rsps.add(responses.GET, f"{API}/crm/v8/users", match=[matchers.query_param_matcher({"type": "CurrentUser"})], json=user())
+    rsps.add(responses.GET, search_url("Contacts"), status=204)
+    rsps.add(responses.GET, f"{API}/crm/v8/settings/fields", status=500, json=zoho_error("INTERNAL_ERROR"))
+    note = zoho(modules=["Contacts"], account_module="Contacts", retries=0).check(deadline=Deadline(2.0))
+    assert "warn: fields of Contacts not checked (unavailable" in note and "fields ok in no module" in note
 
 
 def test_check_reports_a_bad_data_centre(rsps, zoho):
@@ -757,6 +850,136 @@ def test_fake_zoho_wrong_client_is_invalid_client(fake, zoho):
     opts = {**fake.connector_options(), "client_id": "1000.SOMEONE.ELSE"}
     with pytest.raises(AuthError, match="invalid_client"):
         lookup(zoho(data_centre=None, **opts))
+
+
+def test_fake_zoho_multi_number_phone_field_and_inactive_owner(fake, zoho):
+    c = zoho(data_centre=None, **fake.connector_options())
+    vikram = lookup(c, "+919811122244")  # stored as "080 2345 6789, 98111 22244"
+    assert vikram.record.name == "Vikram Rao" and vikram.owner.email == "raj@acme.example"
+    divya = lookup(c, "+919900011122")  # owned by Kiran, who left: not in the active directory
+    assert (divya.owner.id, divya.owner.active) == ("5725767000000185023", False)
+    assert "owner 5725767000000185023 is inactive in Zoho" in divya.notes
+    assert fake.calls("GET", "/crm/v8/users") == 1  # the directory, loaded once
+    assert fake.calls("GET", "/crm/v8/users/*") == 1  # only the owner it does not know
+
+
+def test_fake_zoho_directory_reads_every_page(zoho):
+    data = sample_data()
+    extra = [{**data["users"][0], "id": str(5725767000000300000 + i), "email": f"rep{i}@acme.example"} for i in range(250)]
+    with FakeZoho(**{**data, "users": data["users"] + extra}) as server:
+        c = zoho(data_centre=None, **server.connector_options())
+        assert c.users.load(Deadline(3.0)) == 253  # 3 active sample users + 250
+        pages = [r.arg("page") for r in server.requests_to("GET", "/crm/v8/users")]
+        assert pages == ["1", "2"]
+
+
+# --- one access token per refresh token: in-process, and across instances through Redis ---------
+
+
+def test_connectors_of_one_process_share_one_token(fake, zoho):
+    opts = {**fake.connector_options(), "data_centre": None}
+    first, second = zoho(**opts), zoho(**opts, modules=["Leads"])
+    assert lookup(first) and lookup(second, "+919123456789")
+    assert fake.calls("POST", "/oauth/v2/token") == 1
+
+
+def test_without_redis_each_process_mints_and_the_eleventh_token_evicts_the_first(fake, zoho):
+    opts = {**fake.connector_options(), "data_centre": None}
+    processes = [zoho(cls=process(), **opts, modules=["Contacts"]) for _ in range(11)]
+    for i, c in enumerate(processes):
+        if i == 10:
+            fake.mints.clear()  # ten minutes later: Zoho's throttle window has passed, the tokens live on
+        assert lookup(c).owner.id == "5725767000000185005"
+    assert fake.calls("POST", "/oauth/v2/token") == 11 and len(fake.evicted) == 1  # Zoho dropped the first silently
+    fake.reset_requests()
+    assert lookup(processes[0]).owner.id == "5725767000000185005"  # its token is gone: 401, a new one
+    assert fake.calls("GET", "/crm/v8/Contacts/search") == 2 and fake.calls("POST", "/oauth/v2/token") == 1
+
+
+def test_processes_sharing_redis_mint_one_token_between_them(fake, zoho, redis_client):
+    client, prefix = redis_client
+    opts = {**fake.connector_options(), "data_centre": None, "modules": ["Contacts"]}
+    processes = [zoho(cls=process(), redis=client, key_prefix=prefix, **opts) for _ in range(12)]
+    errors: list[BaseException] = []
+
+    def run(c):
+        try:
+            assert lookup(c).owner.id == "5725767000000185005"
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    import threading
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in processes]  # all cold at once
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert not errors
+    assert fake.calls("POST", "/oauth/v2/token") == 1 and fake.evicted == []
+    assert sum(c.tokens.fetches for c in processes) == 1
+    assert client.get(f"{prefix}oauth:{processes[0].oauth.fingerprint}:lock") is None  # released
+    stored = client.get(f"{prefix}oauth:{processes[0].oauth.fingerprint}:token")
+    assert stored and CREDS["refresh_token"].encode() not in stored and fake.client[2].encode() not in stored
+
+    # The token expires: the first process to notice mints one, the others pick it up from Redis.
+    fake.expire_tokens()
+    for c in processes:
+        assert lookup(c).owner.id == "5725767000000185005"
+    assert fake.calls("POST", "/oauth/v2/token") == 2 and fake.evicted == []
+
+
+def test_the_mint_budget_counts_every_instance_through_redis(fake, zoho, redis_client):
+    client, prefix = redis_client
+    opts = {**fake.connector_options(), "data_centre": None, "modules": ["Contacts"], "retries": 0}
+    a, b = (zoho(cls=process(), redis=client, key_prefix=prefix, **opts) for _ in range(2))
+    a.tokens.mint_limit = b.tokens.mint_limit = 2
+    assert lookup(a)
+    fake.expire_tokens()
+    assert lookup(b)  # 401, b mints the second token of the window
+    a.tokens.invalidate()  # as a 401 would: forgotten here and in Redis
+    with pytest.raises(RateLimited, match="2 access tokens minted in 10 min") as err:
+        lookup(a)  # a's own count is 1: the shared count says 2
+    assert 0 < err.value.retry_after <= 600
+    assert fake.calls("POST", "/oauth/v2/token") == 2
+
+
+def test_redis_down_falls_back_to_the_process_token(fake, zoho):
+    import redis as redis_lib
+
+    dead = redis_lib.Redis(host="127.0.0.1", port=1, socket_timeout=0.05, socket_connect_timeout=0.05, retry_on_error=[], retry=None)
+    opts = {**fake.connector_options(), "data_centre": None, "modules": ["Contacts"]}
+    tried: list[str] = []
+    real_get = dead.get
+    dead.get = lambda *a, **kw: tried.append("get") or real_get(*a, **kw)
+    try:
+        c = zoho(redis=dead, **opts)
+        assert lookup(c).owner.id == "5725767000000185005"
+        fake.expire_tokens()
+        assert lookup(c).owner.id == "5725767000000185005"  # 401, a new token, minted here
+        assert fake.calls("POST", "/oauth/v2/token") == 2
+        assert tried == ["get"]  # after the failure, Redis is left alone for a while
+    finally:
+        dead.close()
+
+
+def test_fake_zoho_throttles_the_eleventh_mint_in_ten_minutes(fake):
+    import requests
+
+    cid, secret, refresh = fake.client
+    form = {"grant_type": "refresh_token", "client_id": cid, "client_secret": secret, "refresh_token": refresh}
+    with requests.Session() as http:
+        answers = [http.post(f"{fake.url}/oauth/v2/token", data=form) for _ in range(11)]
+        fake.mints.clear()  # ten minutes later
+        eleventh = http.post(f"{fake.url}/oauth/v2/token", data=form).json()["access_token"]
+        first = answers[0].json()["access_token"]
+        old = http.get(f"{fake.url}/crm/v8/users", params={"type": "CurrentUser"}, headers={"Authorization": f"Zoho-oauthtoken {first}"})
+        new = http.get(f"{fake.url}/crm/v8/users", params={"type": "CurrentUser"}, headers={"Authorization": f"Zoho-oauthtoken {eleventh}"})
+    assert all("access_token" in a.json() for a in answers[:10])
+    assert (answers[10].status_code, answers[10].json()["error"]) == (200, "Access Denied")
+    assert "too many requests" in answers[10].json()["error_description"].lower()
+    assert fake.evicted == [first]  # the 11th live token dropped the oldest
+    assert (old.status_code, old.json()["code"]) == (401, "INVALID_TOKEN") and new.status_code == 200
 
 
 def _wait_for_app():

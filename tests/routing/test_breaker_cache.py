@@ -184,3 +184,29 @@ def test_owner_sharing_is_bounded():
         cache.put(f"crm|phone:{k}", Match(owner=Owner(id=str(k))))
     assert len(cache._owners) <= 10
     assert cache.fresh("crm|phone:24").match.owner == Owner(id="24")
+
+
+# -- dropping answers when a store's data changes, or for one caller ---------------------------
+
+
+def test_forget_connector_drops_only_that_connectors_answers():
+    cache = LookupCache(CacheSettings())
+    m = Match(Owner(email="a@x"))
+    cache.put("accounts|phone:+911", m)
+    cache.put("accounts|phone:+912", None)
+    cache.put("crm|phone:+911", m)
+    assert cache.forget_connector("accounts") == 3  # positive, stale and negative
+    assert cache.fresh("accounts|phone:+911") is None and cache.stale("accounts|phone:+911") is None
+    assert cache.fresh("accounts|phone:+912") is None
+    assert cache.fresh("crm|phone:+911") is not None
+
+
+def test_forget_key_drops_one_caller_from_every_connector():
+    cache = LookupCache(CacheSettings())
+    m = Match(Owner(email="a@x"))
+    for c in ("accounts", "crm"):
+        cache.put(f"{c}|phone:+911", m)
+        cache.put(f"{c}|phone:+9111", m)
+    cache.forget_key("phone:+911")
+    assert cache.fresh("accounts|phone:+911") is None and cache.fresh("crm|phone:+911") is None
+    assert cache.fresh("accounts|phone:+9111") is not None

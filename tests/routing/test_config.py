@@ -10,7 +10,7 @@ import pytest
 from dialwhom.integrations.base import Connector
 from dialwhom.integrations.connectors.directory import DirectoryConnector
 from dialwhom.integrations.registry import build_connectors, registry_from_classes
-from dialwhom.integrations.schema import Field
+from dialwhom.routing.schema import Field
 from dialwhom.routing.config import BUDGET_CEILING_MS, EXAMPLE_CONFIG, ConfigError, find_config, from_mapping, load
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.model import Query
@@ -58,7 +58,7 @@ ERRORS = [
     ("rep team unknown", {"teams": TEAMS, "reps": [{"owner": "a@x.com", "phone": "+919800000001", "team": "west"}]}, "reps[0].team", "'west'"),
     ("bad phone in a team backup", {"teams": {"x": {"backup": ["+919800000002", "not-a-number"]}}}, "teams.x.backup[1]", "not-a-number"),
     ("team as a list", {"teams": {"x": ["+919800000002"]}}, "teams.x", "backup"),
-    ("team unknown key", {"teams": {"x": {"backups": []}}}, "teams.x.backups", "unknown key"),
+    ("team unknown key", {"teams": {"x": {"backups": []}}}, "teams.x.backups", "did you mean 'backup'? (valid keys: backup, name)"),
     ("bad fallback", {"fallback": ["+918000000000", "123"]}, "fallback[1]", "'123'"),
     ("fallback number not text", {"fallback": [None]}, "fallback[0]", "phone number"),
     ("line to unknown team", {"teams": TEAMS, "lines": {"+918039513882": "west"}}, "lines.+918039513882", "'west'"),
@@ -71,7 +71,7 @@ ERRORS = [
     ("connector timeout over the ceiling", {"connectors": [{"id": "crm", "type": "http", "timeout_ms": 9000}]}, "connectors[0].timeout_ms", "8000"),
     ("connector retries", {"connectors": [{"id": "crm", "type": "http", "retries": 9}]}, "connectors[0].retries", "0 to 5"),
     ("connector enabled", {"connectors": [{"id": "crm", "type": "http", "enabled": "yes"}]}, "connectors[0].enabled", "true or false"),
-    ("unknown top-level key", {"fallbak": ["+918000000000"]}, "fallbak", "unknown key"),
+    ("unknown top-level key", {"fallbak": ["+918000000000"]}, "fallbak", "did you mean 'fallback'?"),
     ("unknown cache key", {"cache": {"ttl": 5}}, "cache.ttl", "unknown key"),
     ("cache value out of range", {"cache": {"call_ttl_s": 1}}, "cache.call_ttl_s", "out of range"),
     ("unknown breaker key", {"breaker": {"threshold": 3}}, "breaker.threshold", "unknown key"),
@@ -318,7 +318,7 @@ def test_unknown_connector_type_names_the_installed_ones():
     [
         ({"id": "n", "type": "needy", "api_key": "k" * 10}, "connectors[0].url", "required"),
         ({"id": "n", "type": "needy", "url": "https://x"}, "connectors[0].api_key", "environment variable"),
-        ({"id": "n", "type": "needy", "url": "https://x", "api_key": "k", "pagesize": 5}, "connectors[0].pagesize", "known keys"),
+        ({"id": "n", "type": "needy", "url": "https://x", "api_key": "k", "pagesize": 5}, "connectors[0].pagesize", "did you mean 'page_size'? (valid keys: api_key, enabled, id, page_size, retries, timeout_ms, type, url)"),
         ({"id": "n", "type": "needy", "url": "https://x", "api_key": "k", "page_size": 500}, "connectors[0].page_size", "out of range"),
         ({"id": "n", "type": "needy", "url": "https://x", "api_key": "k", "page_size": "ten"}, "connectors[0].page_size", "whole number"),
         ({"id": "d", "type": "directory"}, "connectors[0].path", "required"),

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialwhom.routing.phones import digits_only, is_sip, mask, parse_config_number, same_number, to_e164, variants
+from dialwhom.routing.phones import digits_only, is_sip, mask, numbers_in, parse_config_number, same_number, to_e164, variants
 
 MOBILE = "+919876543210"
 LANDLINE = "+918023456789"
@@ -145,6 +145,104 @@ def test_variants_of_something_unparseable_is_itself():
 )
 def test_same_number(stored, e164, expected):
     assert same_number(stored, e164, "IN") is expected
+
+
+# -- the re-check on real stored values (every CRM connector uses it) ---------------------------
+
+SECOND = "+919123456789"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "9876543210, 9123456789",
+        "9123456789, 9876543210",
+        "9876543210; 9123456789",
+        "9123456789 / 98765 43210",
+        "9123456789/9876543210",
+        "9123456789 | 9876543210",
+        "9123456789\n098765 43210",
+        "91234 56789 or 98765 43210",
+        "9123456789 9876543210",  # two numbers, only a space between them
+        "98765 43210 (M)",
+        "(M) 98765 43210",
+        "98765 43210 (Mobile)",
+        "Mob: +91 98765 43210",
+        "Tel. 098765-43210",
+        "+91 98765 43210 ext 5",
+        "+91 98765 43210 ext. 5",
+        "+91 98765 43210 Ext: 55",
+        "+91 98765 43210 extn 123",
+        "+91 98765 43210 extension 7",
+        "+91 98765 43210 x5",
+        "+91 98765 43210 X 5",
+        "+91 98765 43210 #5",
+        "+91 98765\u201343210",  # en dash
+        "+91\u201498765\u201443210",  # em dashes
+        "+91 98765\u201143210",  # non-breaking hyphen
+        "+91\u00a098765\u00a043210",  # no-break spaces
+        "Office 080 2345 6789 ext 201, mobile 98765 43210 (M)",
+        " 098765 43210 ",
+    ],
+)
+def test_same_number_reads_every_number_and_ignores_labels_and_extensions(stored):
+    assert same_number(stored, MOBILE, "IN") is True
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "9123456789, 9000000001",
+        "98765 43211 (M)",
+        "+91 98765 4321 ext 0",  # the extension is not the last digit of the number
+        "+1 987-654-3210 / +44 20 7946 0018",
+        "987654321",  # one digit short
+        "98765 43210 98765",  # not a number, not two numbers
+        "Mobile",
+        "ext 5",
+        ",,,;;",
+    ],
+)
+def test_same_number_rejects_other_numbers_and_noise(stored):
+    assert same_number(stored, MOBILE, "IN") is False
+
+
+def test_numbers_in_keeps_order_and_drops_duplicates():
+    assert numbers_in("9876543210, 098765 43210 (M) / +91 91234 56789 x2", "IN") == (MOBILE, SECOND)
+    assert numbers_in("", "IN") == () and numbers_in(None, "IN") == ()
+    assert numbers_in("(080) 2345-6789; 080/23456789", "IN") == (LANDLINE,)
+
+
+_SEPARATORS = st.sampled_from([", ", ",", "; ", " / ", "/", " | ", "\n", " or ", " & "])
+_LABELS = st.sampled_from(["", " (M)", " (home)", " (Office)", " ext 5", " ext. 12", " x5", " X 301", " extn 9", " #4"])
+_PREFIXES = st.sampled_from(["", "Mob: ", "Tel. ", "M ", "(W) "])
+
+
+@given(
+    st.from_regex(r"\+91[6-9][0-9]{9}", fullmatch=True),
+    st.from_regex(r"\+91[6-9][0-9]{9}", fullmatch=True),
+    st.integers(0, 9), st.integers(0, 9), _SEPARATORS, _LABELS, _LABELS, _PREFIXES, st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_same_number_property_any_form_in_any_list(caller, other, form_a, form_b, sep, label_a, label_b, prefix, first):
+    """The caller's number, written in any of its forms, with a label or an extension, anywhere
+    in a list with another number, is found; the other number alone never is."""
+    forms_caller, forms_other = variants(caller), variants(other)
+    mine = prefix + forms_caller[form_a % len(forms_caller)] + label_a
+    theirs = forms_other[form_b % len(forms_other)] + label_b
+    stored = sep.join([mine, theirs] if first else [theirs, mine])
+    assert same_number(stored, caller, "IN")
+    assert same_number(theirs, caller, "IN") is (other == caller)
+    dashed = mine.replace("-", "\u2013")
+    assert same_number(dashed, caller, "IN")
+
+
+@given(st.text(max_size=120), st.sampled_from([MOBILE, US]))
+@settings(max_examples=300, deadline=None)
+def test_numbers_in_never_raises_and_answers_e164(stored, e164):
+    found = numbers_in(stored, "IN")
+    assert all(n.startswith("+") and n[1:].isdigit() for n in found)
+    assert same_number(stored, e164, "IN") is (e164 in found or to_e164(stored.strip(), "IN") == e164)
 
 
 def _visible_digits(masked: str) -> str:

@@ -1,4 +1,4 @@
-"""Reading what Exotel sends (exotel.md §1): tolerant, never raising, keys in lookup_order."""
+"""Reading what Exotel sends (docs/exotel.md §1): tolerant, never raising, keys in lookup_order."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dialwhom.routing.request import MAX_VALUE_LEN, ExotelRequest, QueryString, 
 CALLER = "+919876543210"
 LINE = "+918039513882"
 
-#: every parameter of exotel.md §1, plus the extras seen in real payloads
+#: every parameter of docs/exotel.md §1, plus the extras seen in real payloads
 FULL_PAYLOAD = {
     "CallSid": "b6cfaf5c7a3e4b9d8f0a1c2d3e4f5a6b",
     "CallFrom": "09876543210",
@@ -55,30 +55,15 @@ def test_a_full_first_request():
     assert r.digits == "1234"
     assert r.dial_call_status is None  # empty means absent
     assert r.dial_whom_number is None
-    assert not r.is_repeat
 
 
 def test_a_repeat_request_after_a_busy_attempt():
     params = dict(FULL_PAYLOAD, DialWhomNumber="09800000001", DialCallStatus="busy", CallType="incomplete")
     del params["digits"]  # only sent on the first request of a Dial Whom run
     r = parse_request(params, "IN")
-    assert r.is_repeat
     assert r.dial_call_status == "busy"
     assert r.dial_whom_number == "09800000001"
     assert r.digits is None
-
-
-@pytest.mark.parametrize(
-    "params, repeat",
-    [
-        ({"DialWhomNumber": "sip:agent42"}, True),
-        ({"DialCallStatus": "no-answer"}, True),
-        ({"DialCallStatus": "null", "DialWhomNumber": ""}, False),
-        ({}, False),
-    ],
-)
-def test_is_repeat(params, repeat):
-    assert parse_request(params).is_repeat is repeat
 
 
 def test_dial_call_status_is_lowercased_and_sip_agent_kept():

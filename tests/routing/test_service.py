@@ -6,15 +6,14 @@ import threading
 import time
 
 import pytest
-
-from dialwhom.routing.errors import AuthError, ConnectorUnavailable
 from dialwhom.routing.config import from_mapping
 from dialwhom.routing.deadline import Deadline
+from dialwhom.routing.errors import AuthError, ConnectorUnavailable
 from dialwhom.routing.model import Match, Owner, Query
 from dialwhom.routing.request import parse_request
 from dialwhom.routing.service import RoutingService
+from sample import ASHA, NORTH3, VIKRAM  # noqa: E402
 
-ASHA, VIKRAM, NORTH3 = "+919800000001", "+919800000002", "+919800000003"
 MEERA, RAHUL, SOUTH3 = "+919800000011", "+919800000012", "+919800000013"
 FALLBACK = "+918000000000"
 CALLER = "+919876543210"
@@ -60,11 +59,11 @@ class Fake:
 
 
 @pytest.fixture
-def make():
+def make(clock):
     services: list[RoutingService] = []
 
     def build(*connectors, **config) -> RoutingService:
-        svc = RoutingService(from_mapping({**BASE, **config}, environ={}), list(connectors))
+        svc = RoutingService(from_mapping({**BASE, **config}, environ={}), list(connectors), clock=clock)
         services.append(svc)
         return svc
 
@@ -306,15 +305,15 @@ def test_breaker_opens_after_n_failures_and_skips_the_connector(make):
     assert d.trace.path == "breaker-open"
     assert d.trace.steps[0].outcome == "breaker-open"
     assert d.plan.numbers == [VIKRAM, NORTH3, FALLBACK]
-    assert svc.health()["connectors"]["crm"]["state"] == "open"
+    assert {c["id"]: c["breaker"] for c in svc.readiness()["connectors"]}["crm"]["state"] == "open"
 
 
-def test_breaker_lets_one_probe_through_after_the_cooldown(make):
+def test_breaker_lets_one_probe_through_after_the_cooldown(make, clock):
     fake = Fake("crm", {f"phone:{CALLER}": owned_by("asha@example.com")}, error=ConnectorUnavailable("down"))
     svc = make(fake, breaker={"failures": 1, "cooldown_s": 0.1})
     ask(svc, CallSid="c1", CallFrom="09876543210")
     assert ask(svc, CallSid="c2", CallFrom="09876543210").trace.path == "breaker-open"
-    time.sleep(0.15)
+    clock.advance(0.15)
     fake.error = None
     d = ask(svc, CallSid="c3", CallFrom="09876543210")
     assert d.plan.numbers == ASHA_PLAN

@@ -130,4 +130,4 @@ def test_redis_down_still_answers_quickly(prefix):
     assert decision.plan.numbers[0] == "+919800000001"
     assert deadline.elapsed_ms() < 1000
     assert service.shared.errors >= 1
-    assert service.health()["shared_state"]["redis"] == "DOWN"
+    assert service.readiness()["shared_state"]["redis"] == "DOWN"

@@ -1,5 +1,7 @@
-"""Declared connector config: each connector lists its keys once and gets validation,
-defaults, error messages naming the key, and secret masking for free.
+"""Declared config: every section of the config file (the top level, `cache`, each rep, each
+connector's own keys...) lists its keys once as `Field`s and gets validation, defaults, error
+messages naming the key (with "did you mean" and the full list of valid keys), and secret
+masking for free. One mechanism for the framework's keys and every connector's.
 
     >>> schema = (Field("url", str, required=True), Field("api_key", str, secret=True))
     >>> opts = validate_options(schema, {"url": "https://x", "api_key": "s3cr3t-value"}, "connectors[0]")
@@ -11,8 +13,9 @@ defaults, error messages naming the key, and secret masking for free.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from dialwhom.routing.config_error import ConfigError
 
@@ -36,7 +39,7 @@ def mask_secret(value: str) -> str:
 
 @dataclass(frozen=True)
 class Field:
-    """One config key of a connector."""
+    """One config key: its type, default, bounds, and what it is for (shown in errors)."""
 
     name: str
     type: type = str
@@ -48,22 +51,33 @@ class Field:
     #: for numbers: inclusive bounds
     min: float | None = None
     max: float | None = None
+    #: for values no plain type describes: ``parse(value, key) -> value``, raising ConfigError
+    parse: Callable[[Any, str], Any] | None = None
 
 
 _TYPE_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false", list: "a list", dict: "a mapping"}
 
 
-def validate_options(schema: Iterable[Field], options: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    """Check `options` against `schema`; return them with defaults filled and secrets wrapped."""
+def validate_options(
+    schema: Iterable[Field], options: Mapping[str, Any], prefix: str, *, also: Iterable[str] = (), what: str = "this connector type",
+) -> dict[str, Any]:
+    """Check `options` against `schema`; return them with defaults filled and secrets wrapped.
+
+    `prefix` is the section's key (``""`` for the top level); keys in `also` are valid here but
+    read by someone else (a connector entry's ``id``, ``type``, ``timeout_ms``...).
+    """
     fields = {f.name: f for f in schema}
+    valid = set(fields) | set(also)
     for key in options:
-        if key not in fields:
-            known = ", ".join(sorted(fields)) or "none"
-            raise ConfigError(f"{prefix}.{key}", f"unknown key for this connector type (known keys: {known})")
+        if key not in valid:
+            raise ConfigError(_join(prefix, str(key)), unknown_key_message(str(key), valid, what))
     out: dict[str, Any] = {}
     for f in fields.values():
-        key = f"{prefix}.{f.name}"
+        key = _join(prefix, f.name)
         value = options.get(f.name)
+        if f.parse is not None:
+            out[f.name] = f.parse(f.default if value is None else value, key)
+            continue
         if value is None or value == "":
             if f.required:
                 hint = f" (set it from an environment variable: {f.name}: ${{MY_{f.name.upper()}}})" if f.secret else ""
@@ -77,6 +91,18 @@ def validate_options(schema: Iterable[Field], options: Mapping[str, Any], prefix
             raise ConfigError(key, f"{value} is out of range; use {f.min} to {f.max}")
         out[f.name] = Secret(value) if f.secret else value
     return out
+
+
+def unknown_key_message(key: str, valid: Iterable[str], what: str) -> str:
+    """'unknown key for <what>; did you mean ...? (valid keys: ...)'."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown key for {what}{hint} (valid keys: {', '.join(valid) or 'none'})"
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
 
 
 def _coerce(f: Field, value: Any, key: str) -> Any:
