@@ -32,11 +32,15 @@ sys.path.insert(0, str(ROOT / "tests" / "integrations"))
 import fake_hubspot  # noqa: E402
 import fake_salesforce  # noqa: E402
 import fake_zoho  # noqa: E402
+import fake_leadsquared  # noqa: E402
+import fake_freshsales  # noqa: E402
 
 from dialwhom.app import create_app  # noqa: E402
 from dialwhom.integrations.connectors.hubspot import HubSpotConnector  # noqa: E402
 from dialwhom.integrations.connectors.salesforce import SalesforceConnector  # noqa: E402
 from dialwhom.integrations.connectors.zoho import ZohoConnector  # noqa: E402
+from dialwhom.integrations.connectors.leadsquared import LeadSquaredConnector  # noqa: E402
+from dialwhom.integrations.connectors.freshsales import FreshsalesConnector  # noqa: E402
 from dialwhom.integrations.registry import registry_from_classes  # noqa: E402
 
 CALLER = "09876543210"  # in every fake's sample data
@@ -91,12 +95,24 @@ def _zoho(latency: float) -> Any:
     return slow(fake_zoho.FakeZoho, latency)(**fake_zoho.sample_data()).start()
 
 
+def _leadsquared(latency: float) -> Any:
+    return slow(fake_leadsquared.FakeLeadSquared, latency)(**fake_leadsquared.sample_data()).start()
+
+
+def _freshsales(latency: float) -> Any:
+    return slow(fake_freshsales.FakeFreshsales, latency)(**fake_freshsales.sample_data()).start()
+
+
 CASES = [
     Case("hubspot", HubSpotConnector, _hubspot,
          lambda f: {"base_url": f.url, "access_token": fake_hubspot.PRIVATE_APP_TOKEN}),
     Case("salesforce", SalesforceConnector, _salesforce,
          lambda f: {"login_url": f.url, "auth": "client_credentials", "client_id": f.client_id, "client_secret": f.client_secret}),
     Case("zoho", ZohoConnector, _zoho, lambda f: f.connector_options()),
+    Case("leadsquared", LeadSquaredConnector, _leadsquared,
+         lambda f: {"host": f.url, "access_key": fake_leadsquared.ACCESS_KEY, "secret_key": fake_leadsquared.SECRET_KEY, "plan": "enterprise"}),
+    Case("freshsales", FreshsalesConnector, _freshsales,
+         lambda f: {"base_url": f"{f.url}/crm/sales", "api_key": fake_freshsales.API_KEY}),
 ]
 
 

@@ -5,9 +5,9 @@ negative and stale answers, the last agent) and from Redis. With several workers
 is posted to the run directory and each worker's `Watcher` applies it within a tick.
 
 The `Watcher` is one daemon thread per app, ticking about once a second, off the answer path:
-a connector whose data changed (the ``directory`` CSV re-read: its ``data_version()``) loses
-its cached answers; forget requests from other workers are applied; queued metrics are
-written out (multiprocess mode) and the breaker gauges set.
+forget requests from other workers are applied; queued metrics are written out
+(multiprocess mode) and the breaker gauges set. (A connector whose data changes, like the
+``directory`` CSV, drops its own cached answers through ``context.data_changed()``.)
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ class Watcher:
         """`app`: the Flask app (held weakly: the thread ends with it)."""
         self._app = weakref.ref(app)
         self.run_dir = run_dir
-        self._versions: dict[str, tuple[int, Any]] = {}
         self._seen: set[str] = set()
         self._stop = threading.Event()
 
@@ -71,19 +70,6 @@ class Watcher:
             return
         rt: Runtime = app.extensions[KEY]
         del app
-        for c in rt.connectors:
-            data_version = getattr(c, "data_version", None)
-            if data_version is None:
-                continue
-            try:
-                version = data_version()
-            except Exception:  # the connector reports its own read errors
-                continue
-            before = self._versions.get(c.id)
-            if before is not None and before[0] == id(c) and before[1] != version:
-                dropped = rt.service.cache.forget_connector(c.id)
-                log.info("connector %s: data changed; %d cached answers dropped", c.id, dropped)
-            self._versions[c.id] = (id(c), version)
         if self.run_dir is not None:
             for digest in self.run_dir.forget_requests(self._seen):
                 forget_digest(rt, digest)

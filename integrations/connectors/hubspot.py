@@ -35,6 +35,7 @@ from dialwhom.sdk import (
     AuthError,
     BadResponse,
     CachedToken,
+    OAuthClient,
     ConfigError,
     Connector,
     ConnectorContext,
@@ -184,8 +185,11 @@ class HubSpotConnector(KeySearch, Connector):
         self.auth_mode = self._auth_mode(o)
         self._oauth = self.auth_mode == "oauth"
         self._token_url = (o.get("token_url") or f"{base}{self.paths.token}").strip()
-        self._refresh_token = str(o["refresh_token"]) if self._oauth else None
-        self._refresh_lock = threading.Lock()
+        self.oauth = OAuthClient(
+            self.id, self._token_url, http=lambda: self.http, client_id=str(o["client_id"]),
+            client_secret=str(o["client_secret"]), refresh_token=str(o["refresh_token"]),
+            hint=lambda error: "check client_id, client_secret and refresh_token, or re-install the app",
+        ) if self._oauth else None
         self.objects = self._objects(o.get("objects"))
         self._company_auto = o.get("company_phone_properties") is None
         self.phone_properties = {
@@ -202,7 +206,7 @@ class HubSpotConnector(KeySearch, Connector):
         cache_s = float(o.get("owner_cache_s", 3600.0))
         self._owners: TTLMemo[dict | None] = TTLMemo(maxsize=4096, ttl_s=max(cache_s, 0.001))
         self._company_owners: TTLMemo[str | None] = TTLMemo(maxsize=4096, ttl_s=max(cache_s, 0.001))
-        self.token: CachedToken | None = CachedToken(self._fetch_token, margin_s=60.0, default_ttl_s=1800.0) if self._oauth else None
+        self.token: CachedToken | None = CachedToken(self.oauth, margin_s=60.0, default_ttl_s=1800.0) if self.oauth else None
         self.search_rate = float(o.get("search_rate_per_s") or DEFAULT_SEARCH_RATE)
         # A bucket admits `burst` + `rate` requests in any one second; HubSpot counts 5 per
         # second, so the burst is what is left of 5 (at least 1).
@@ -305,35 +309,6 @@ class HubSpotConnector(KeySearch, Connector):
     def _url(self, path: str) -> str:
         return f"{self.base_url}{path}"
 
-    def _fetch_token(self, deadline: Deadline) -> tuple[str, float | None]:
-        """OAuth refresh: POST the token endpoint, parameters in the form body (v3 rule)."""
-        with self._refresh_lock:
-            refresh = self._refresh_token
-        resp = self.http.request(
-            "POST", self._token_url, deadline=deadline, auth=False, retry=False, ok=(200,),
-            data={
-                "grant_type": "refresh_token",
-                "client_id": str(self.options["client_id"]),
-                "client_secret": str(self.options["client_secret"]),
-                "refresh_token": str(refresh),
-            },
-        )
-        body = resp.json()
-        token = body.get("access_token") or body.get("accessToken") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise BadResponse(f"{self.id}: token answer from {self._token_url} has no access_token", connector=self.id, status=resp.status)
-        expires = body.get("expires_in", body.get("expiresIn"))
-        new_refresh = body.get("refresh_token") or body.get("refreshToken")
-        if isinstance(new_refresh, str) and new_refresh and new_refresh != refresh:
-            with self._refresh_lock:
-                self._refresh_token = new_refresh
-            self.log.info("connector=%s HubSpot returned a new refresh token; using it until restart", self.id)
-        try:
-            ttl = float(expires) if expires is not None else None
-        except (TypeError, ValueError):
-            ttl = None
-        return token, ttl
-
     @staticmethod
     def _refreshable(resp: Response) -> bool:
         """A 401 is an expired or revoked OAuth token unless it names missing scopes."""
@@ -345,13 +320,10 @@ class HubSpotConnector(KeySearch, Connector):
         status = resp.status
         if status not in (400, 401, 403, 429):
             return None
+        if _path(resp.url) == _path(self._token_url):
+            return None  # the token endpoint's answers are read by the OAuth client itself
         info = _error_body(resp)
         where = f"{self.id}: HTTP {status} from {_path(resp.url)}"
-        if status != 429 and _path(resp.url) == _path(self._token_url):
-            reason = info.get("error") or info.get("status") or info.get("category") or "refused"
-            detail = info.get("error_description") or info.get("message") or ""
-            return AuthError(f"{where}: OAuth refresh refused ({_scrub(str(reason))}: {_scrub(str(detail))[:160]}); "
-                             "check client_id, client_secret and refresh_token, or re-install the app", status=status)
         if status == 429:
             return self._rate_limited(resp, info, where)
         if status == 400:

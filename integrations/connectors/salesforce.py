@@ -31,6 +31,7 @@ from dialwhom.sdk import (
     AuthError,
     BadResponse,
     CachedToken,
+    OAuthClient,
     Candidate,
     ConfigError,
     Connector,
@@ -112,12 +113,6 @@ _LONG_DIGITS = re.compile(r"\+?\d(?:[ \-]?\d){5,}")
 #: what INVALID_FIELD names (the first refused field only, per Salesforce's messages)
 _NO_COLUMN = re.compile(r"No such column '(\w+)' on entity '(\w+)'")
 _NO_RELATION = re.compile(r"Didn't understand relationship '(\w+)'")
-#: token-endpoint errors that mean "these credentials or this app setup are refused"
-OAUTH_REFUSALS = {
-    "invalid_grant", "invalid_client", "invalid_client_id", "invalid_client_credentials",
-    "unauthorized_client", "unsupported_grant_type", "invalid_scope", "inactive_user", "inactive_org",
-    "invalid_app_access",
-}
 
 
 def search_terms(value: str, region: str = "IN") -> list[str]:
@@ -439,7 +434,14 @@ class SalesforceConnector(Connector):
             raise ConfigError("account_field", f"{o['account_field']!r} is not a Salesforce field API name (e.g. AccountNumber, Customer_Id__c)")
         self.account_field: str = o["account_field"]
         self.team_field: str = o["team_field"]
-        self._refresh_token = str(o["refresh_token"]) if o.get("refresh_token") else None
+        # Refresh-token rotation on the connected app spends the configured token: the client
+        # keeps the new one in memory and warns (after a restart the config's token fails).
+        self.oauth = OAuthClient(
+            self.id, f"{self.login_url}/services/oauth2/token", http=lambda: self.http,
+            client_id=str(o["client_id"]), client_secret=str(o["client_secret"]) if o.get("client_secret") else None,
+            refresh_token=str(o["refresh_token"]) if o.get("refresh_token") else None, grant=self.auth_flow,
+            hint=lambda error: f"Salesforce refused the {self.auth_flow} token request; check the connected app's client_id/client_secret, the user and login_url",
+        )
         self._instance_url: str | None = None
         self._identity: str | None = None
         self.token = CachedToken(self._fetch_token, default_ttl_s=float(o["token_ttl_s"]))
@@ -487,47 +489,18 @@ class SalesforceConnector(Connector):
     # -- auth -----------------------------------------------------------------------------------
 
     def _fetch_token(self, deadline: Deadline) -> tuple[str, float | None]:
-        """POST the token endpoint (form-encoded); remember `instance_url` for data calls."""
-        form = {"grant_type": self.auth_flow, "client_id": str(self.options["client_id"])}
-        if self.options.get("client_secret"):
-            form["client_secret"] = str(self.options["client_secret"])
-        if self.auth_flow == "refresh_token":
-            form["refresh_token"] = self._refresh_token or ""
-        resp = self.http.request(
-            "POST", f"{self.login_url}/services/oauth2/token", deadline=deadline, data=form,
-            auth=False, ok=(200, 400, 401, 403),
-        )
-        if resp.status != 200:
-            try:
-                body = resp.json()
-            except BadResponse:
-                body = {}
-            body = body if isinstance(body, dict) else {}
-            err = str(body.get("error") or f"HTTP {resp.status}")[:60]
-            desc = _scrub(str(body.get("error_description") or ""))
-            message = f"{self.id}: Salesforce refused the {self.auth_flow} token request: {err}: {desc}".rstrip(": ")
-            if resp.status in (401, 403) or err in OAUTH_REFUSALS:
-                raise AuthError(message, connector=self.id, status=resp.status)
-            raise BadResponse(message, connector=self.id, status=resp.status)
-        body = _json(resp, self.id)
-        token = body.get("access_token") if isinstance(body, dict) else None
-        instance = body.get("instance_url") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token or not isinstance(instance, str):
-            raise BadResponse(f"{self.id}: token answer lacks access_token/instance_url", connector=self.id)
+        """The shared OAuth client's grant; remember `instance_url` for data calls."""
+        grant = self.oauth.fetch(deadline)
+        instance = grant.body.get("instance_url")
+        if not isinstance(instance, str):
+            raise BadResponse(f"{self.id}: token answer lacks instance_url", connector=self.id)
         parts = urlsplit(instance)
         login_scheme = urlsplit(self.login_url).scheme
         if parts.scheme not in ("https", login_scheme) or not parts.hostname:
             raise BadResponse(f"{self.id}: token answer has an unusable instance_url", connector=self.id)
         self._instance_url = instance.rstrip("/")
-        self._identity = body.get("id") if isinstance(body.get("id"), str) else None
-        rotated = body.get("refresh_token")
-        if self.auth_flow == "refresh_token" and isinstance(rotated, str) and rotated and rotated != self._refresh_token:
-            # Refresh-token rotation is on: the configured token is now spent. Keep the new one
-            # in memory; after a restart the config's token fails (documented).
-            self.log.warning("connector=%s: Salesforce rotated the refresh token; turn rotation off on the connected app or the configured token stops working after a restart", self.id)
-            self._refresh_token = rotated
-        expires = body.get("expires_in")
-        return token, float(expires) if isinstance(expires, (int, float)) and expires > 0 else None
+        self._identity = grant.body.get("id") if isinstance(grant.body.get("id"), str) else None
+        return grant.access_token, grant.expires_in
 
     def _api(self, deadline: Deadline, path: str) -> str:
         """A data-API URL on the org's instance (authenticating first if needed)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
 import redis
@@ -69,21 +68,6 @@ def test_headroom_refills_over_time(clock):
     assert lim.headroom == pytest.approx(0)
     clock.now += 0.4
     assert lim.headroom == pytest.approx(2)
-
-
-@pytest.fixture
-def redis_client():
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=0.5)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        client.close()
-        pytest.skip("no Redis at 127.0.0.1:6379")
-    prefix = f"test-{uuid.uuid4().hex[:8]}:"
-    yield client, prefix
-    for key in client.scan_iter(f"{prefix}*"):
-        client.delete(key)
-    client.close()
 
 
 def test_two_instances_draw_from_one_bucket_in_redis(redis_client, clock):
