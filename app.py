@@ -25,6 +25,7 @@ from dialwhom.integrations.rundir import RunDir
 
 from dialwhom.integrations.registry import ConnectorType
 from dialwhom.integrations.runtime import Runtime, build_runtime
+from dialwhom.routing.availability import connect_options
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.ports import Clock
 from dialwhom.routing.phones import mask, to_e164
@@ -157,6 +158,7 @@ def connect() -> Response:
     if not numbers:
         return _text("no number to ring: add 'fallback' numbers to the config\n", 503, decision.trace.header())
     doc = {"fetch_after_attempt": False, "destination": {"numbers": numbers}}
+    doc.update(connect_options(_runtime().settings.teams.get(decision.plan.team)))
     resp = Response(json.dumps(doc), 200, mimetype="application/json")
     resp.headers.add(TRACE_HEADER, decision.trace.header())
     return resp
@@ -180,6 +182,29 @@ def passthru() -> Response:
         mask(req.dial_whom_number), recorded,
     )
     return _text("ok\n")
+
+
+def agent_event() -> Response:
+    """The Connect applet's popup URL (exotel.md §9): who is busy right now, for the busy ledger.
+
+    Always 200 with a short text body: Exotel shows nothing to anyone from it, and an event
+    for a number we never offered is recorded as busy for nobody.
+    """
+    rt = _runtime()
+    params = request.args.to_dict()
+    if request.method == "POST":
+        params.update(request.form.to_dict())
+        body = request.get_json(silent=True) if request.is_json else None
+        if isinstance(body, dict):
+            params.update({k: v for k, v in body.items() if isinstance(v, str)})
+    try:
+        recorded = rt.service.record_agent_event(params.get("CallSid"), params.get("DialWhomNumber"), params.get("Status"))
+    except Exception:  # never an error page for Exotel; the bug is logged
+        log.exception("agent event failed")
+        recorded = "error"
+    log.info("agent-event call=%s agent=%s status=%s event=%s recorded=%s", params.get("CallSid") or "-",
+             mask(params.get("DialWhomNumber")), params.get("Status") or "-", params.get("EventType") or "-", recorded)
+    return _text(f"ok: {recorded}\n")
 
 
 def healthz() -> Response:
@@ -269,6 +294,7 @@ ROUTES = (
     ("/exotel/fallback", fallback, ["GET", "POST"]),
     ("/exotel/connect", connect, ["GET", "POST"]),
     ("/exotel/passthru", passthru, ["GET", "POST"]),
+    ("/exotel/agent-event", agent_event, ["GET", "POST"]),
     ("/healthz", healthz, ["GET"]),
     ("/readyz", readyz, ["GET"]),
     ("/metrics", metrics, ["GET"]),

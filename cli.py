@@ -53,6 +53,7 @@ EPILOG = """examples:
   dialwhom serve --host 0.0.0.0 --workers 1   production (gunicorn, 32 threads)
   dialwhom lookup 09876543210 --explain       whom a caller would reach, and why
   dialwhom lookup --custom-field A-1004       by the CustomField an API call would pass
+  dialwhom lookup 09876543210 --at "2026-12-24 19:30" --explain   the plan at another moment
   dialwhom check                              validate config and reach every connector
   dialwhom reload                             validate, then apply the changed config (kill -HUP)
   dialwhom forget 09876543210                 drop one caller's cached owner everywhere
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digits", metavar="D", help="digits keyed in an IVR")
     p.add_argument("--to", metavar="LINE", help="the ExoPhone called (picks the line's team for unknown callers)")
     p.add_argument("--explain", action="store_true", help="print the decision trace in words")
+    p.add_argument("--at", metavar='"YYYY-MM-DD HH:MM"', help="the plan at that moment (the config's timezone unless an offset is given)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the answer Exotel would get")
 
@@ -293,14 +295,24 @@ def cmd_forget(args) -> int:
 
 
 def cmd_lookup(args) -> int:
-    from dialwhom.integrations.runtime import build_runtime
+    from dialwhom.integrations.runtime import build_runtime, load_settings
     from dialwhom.routing.request import parse_request
 
     if not (args.number or args.custom_field or args.digits):
         print("dialwhom lookup: give a NUMBER, --custom-field or --digits", file=sys.stderr)
         return 2
     _quiet_logs()
-    rt = build_runtime(args.config)
+    settings = load_settings(args.config)
+    clock = None
+    if args.at:  # the plan at another moment: the service reads this clock
+        from dialwhom.routing.availability import FixedClock, parse_at
+
+        try:
+            clock = FixedClock(parse_at(args.at, settings.timezone))
+        except ValueError as exc:
+            print(f"dialwhom lookup: --at {exc}", file=sys.stderr)
+            return 2
+    rt = build_runtime(settings, clock=clock)
     try:
         params = {"CallFrom": args.number or "", "CustomField": args.custom_field or "", "To": args.to or ""}
         if args.digits:
@@ -321,6 +333,7 @@ def cmd_lookup(args) -> int:
             "connector": decision.trace.connector,
             "steps": [dataclasses.asdict(s) for s in decision.trace.steps],
             "notes": decision.trace.notes,
+            "skipped": list(decision.trace.skips),
             "elapsed_ms": round(decision.trace.elapsed_ms, 1),
         }, indent=1))
         return 0

@@ -27,7 +27,7 @@ for p in (str(HERE.parent), str(HERE)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-APPS = ("bare", "dialwhom", "dialwhom-info", "dialwhom-repeat")
+APPS = ("bare", "dialwhom", "dialwhom-info", "dialwhom-repeat", "dialwhom-avail")
 
 
 def serve(which: str, n: int) -> None:
@@ -38,6 +38,15 @@ def serve(which: str, n: int) -> None:
         from bare_app import create_app
 
         app = create_app()
+    elif which == "dialwhom-avail":  # hours, leave, holidays and a busy ledger (issue 11)
+        from run import avail_config
+
+        app = build_dialwhom(Path(tempfile.mkdtemp()), 200, changes=avail_config)
+        service = app.extensions["dialwhom"].service
+        for number, status in (("09800000003", "busy"), ("09800000002", "free"), ("09800000001", "busy")):
+            service.record_agent_event(None, number, status)
+        for p in paths(200, 200, offset=1):
+            call(app, p)
     else:
         app = build_dialwhom(Path(tempfile.mkdtemp()), 200, log_level="INFO" if which == "dialwhom-info" else "WARNING")
         for p in paths(200, 200, offset=1):  # every caller in the lookup cache
@@ -84,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  dialwhom adds {per['dialwhom'] - per['bare']:,.0f} per cached answer ({per['dialwhom'] / per['bare']:.2f}x bare Flask);"
           f" {per['dialwhom-repeat'] - per['bare']:,.0f} per repeat request of a call;"
           f" log_level INFO (a decision line per answer) adds {per['dialwhom-info'] - per['dialwhom']:,.0f} more")
+    print(f"  with availability configured (hours, leave, busy ledger): {per['dialwhom-avail'] - per['dialwhom']:+,.0f}"
+          f" per cached answer ({per['dialwhom-avail'] / per['dialwhom']:.3f}x)")
     return 0
 
 

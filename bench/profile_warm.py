@@ -53,7 +53,7 @@ def paths(n: int, callers: int, offset: int = 0) -> list[str]:
     return [DIAL_WHOM.replace("{sid}", f"{offset:012x}{i:020d}").replace("{n}", f"9{i % callers:09d}") for i in range(n)]
 
 
-def build_dialwhom(workdir: Path, callers: int, log_level: str = "WARNING"):
+def build_dialwhom(workdir: Path, callers: int, log_level: str = "WARNING", changes=None):
     import yaml
 
     from dialwhom.app import create_app
@@ -61,6 +61,8 @@ def build_dialwhom(workdir: Path, callers: int, log_level: str = "WARNING"):
     rows = ["account_id,account_name,phones,owner"] + [f"A-{k:05d},Customer {k},09{k:09d},{REPS[k % len(REPS)][0]}" for k in range(callers)]
     (workdir / "accounts.csv").write_text("\n".join(rows) + "\n")
     cfg = dict(BASE_CONFIG, budget_ms=2000, log_level=log_level, connectors=[{"id": "accounts", "type": "directory", "path": "accounts.csv"}])
+    if changes is not None:  # e.g. run.avail_config: the same config with availability keys
+        cfg = changes(cfg)
     (workdir / "c.yaml").write_text(yaml.safe_dump(cfg))
     return create_app(str(workdir / "c.yaml"))
 

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
 
 LUA = HERE / "requests.lua"
 PACED_LUA = HERE / "paced.lua"
-CASES = ("warm", "cold", "fault", "memory")
+CASES = ("warm", "avail", "cold", "fault", "memory")
 
 # The numbers every bench config rings (reps, teams, fallback, one ExoPhone line).
 REPS = [
@@ -389,24 +389,18 @@ class Report:
 # -- case 1: warm path -------------------------------------------------------------------------
 
 
-def case_warm(args, procs: Procs, wrk: Wrk, rep: Report) -> None:
-    """dialwhom answering from its lookup cache, against a bare Flask app, same server and load."""
-    wd = procs.workdir
-    callers = args.warm_callers
+def warm_config(wd: Path, callers: int) -> dict[str, Any]:
+    """Today's warm-path config: `callers` accounts in a directory connector, log_level WARNING."""
     rows = ["account_id,account_name,phones,owner"]
     for k in range(callers):
         rows.append(f"A-{k:05d},Customer {k} Traders,09{k:09d},{REPS[k % len(REPS)][0]}")
     (wd / "warm-accounts.csv").write_text("\n".join(rows) + "\n")
-    base = dict(BASE_CONFIG, budget_ms=2000, connectors=[{"id": "accounts", "type": "directory", "path": "warm-accounts.csv"}])
-    warn_cfg = write_yaml(wd / "warm-warning.yaml", dict(base, log_level="WARNING"))
-    info_cfg = write_yaml(wd / "warm-info.yaml", dict(base, log_level="INFO"))
+    return dict(BASE_CONFIG, budget_ms=2000, log_level="WARNING", connectors=[{"id": "accounts", "type": "directory", "path": "warm-accounts.csv"}])
 
-    bare = procs.gunicorn("warm-bare", "bench.bare_app:create_app()")
-    dw = procs.gunicorn("warm-dialwhom", dialwhom_spec(warn_cfg))
-    dw_info = procs.gunicorn("warm-dialwhom-info", dialwhom_spec(info_cfg))
 
-    # Warm the lookup cache: one request per caller (each a first lookup through the connector).
-    for srv in (dw, dw_info):
+def warm_caches(callers: int, *servers: Proc) -> tuple[str, bytes]:
+    """One request per caller on each server (each a first lookup), checked to be answered from cache after."""
+    for srv in servers:
         host, port = srv.url.split("//")[1].split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=10)
         for k in range(callers):
@@ -420,6 +414,21 @@ def case_warm(args, procs: Procs, wrk: Wrk, rep: Report) -> None:
         trace = headers.get("X-Dialwhom-Trace", "")
         if not trace.startswith("path=cache"):
             raise RuntimeError(f"{srv.name}: the warm path is not answered from cache: {trace!r}")
+    return trace, body
+
+
+def case_warm(args, procs: Procs, wrk: Wrk, rep: Report) -> None:
+    """dialwhom answering from its lookup cache, against a bare Flask app, same server and load."""
+    wd = procs.workdir
+    callers = args.warm_callers
+    base = warm_config(wd, callers)
+    warn_cfg = write_yaml(wd / "warm-warning.yaml", base)
+    info_cfg = write_yaml(wd / "warm-info.yaml", dict(base, log_level="INFO"))
+
+    bare = procs.gunicorn("warm-bare", "bench.bare_app:create_app()")
+    dw = procs.gunicorn("warm-dialwhom", dialwhom_spec(warn_cfg))
+    dw_info = procs.gunicorn("warm-dialwhom-info", dialwhom_spec(info_cfg))
+    trace, body = warm_caches(callers, dw, dw_info)
     rep.add("warm", f"warm path: {callers} callers cached (directory connector); trace of a request: {trace}")
     rep.add("warm", f"  body: {body.decode()}")
 
@@ -486,6 +495,67 @@ def case_warm(args, procs: Procs, wrk: Wrk, rep: Report) -> None:
     for run in (*a_runs, *b_runs, *c_runs, repeat, *pa_runs, *pb_runs):
         if any(run.errors.values()):
             rep.add("warm", f"  WARNING: {run.label} had errors {run.errors}")
+
+
+# -- case 1b: warm path with availability -------------------------------------------------------
+
+
+def avail_config(base: dict[str, Any]) -> dict[str, Any]:
+    """Today's warm config plus hours in two zones, holidays, leave with a delegate, strict and
+    round-robin-free teams (the warm path's memo applies): issue 11's settings."""
+    today = datetime.now(timezone.utc).date()
+    reps = [dict(r) for r in base["reps"]]
+    reps[0].update(hours="office")
+    reps[1].update(timezone="Asia/Dubai", away=[{"from": str(today - timedelta(days=1)), "to": str(today + timedelta(days=1)),
+                                                  "delegate": "rahul@example.com"}])
+    reps[2].update(hours="always", away=[{"from": str(today + timedelta(days=30)), "to": str(today + timedelta(days=40))}])
+    return dict(
+        base, timezone="Asia/Kolkata", busy_ttl_s=1800,
+        schedules={"office": {"mon-fri": "09:30-18:30", "sat": "10:00-14:00"}, "always": {"mon-sun": "00:00-24:00"},
+                   "night": {"mon-sun": "18:30-09:30"}},
+        holidays=[str(today + timedelta(days=60)), "2027-01-26"],
+        reps=reps,
+        teams={"north": dict(base["teams"]["north"], hours="always", order="longest-idle"),
+               "south": dict(base["teams"]["south"], hours="night", stickiness="strict")},
+    )
+
+
+def case_avail(args, procs: Procs, wrk: Wrk, rep: Report) -> None:
+    """The warm path with schedules, leave and a busy ledger configured, against today's warm config."""
+    wd = procs.workdir
+    callers = args.warm_callers
+    base = warm_config(wd, callers)
+    plain = procs.gunicorn("avail-plain", dialwhom_spec(write_yaml(wd / "avail-plain.yaml", base)))
+    avail = procs.gunicorn("avail-hours", dialwhom_spec(write_yaml(wd / "avail-hours.yaml", avail_config(base))))
+    # The busy ledger: one agent busy, two who finished calls (the idle clock), one event for nobody.
+    for number, status in (("09800000003", "busy"), ("09800000002", "free"), ("09800000012", "free"), ("09999999999", "busy")):
+        get(avail.url, f"/exotel/agent-event?DialWhomNumber={number}&Status={status}&EventType=Terminal")
+    _, _, body = get(avail.url, "/exotel/agent-event?DialWhomNumber=09800000001&Status=busy&EventType=Answered")
+    trace, _ = warm_caches(callers, plain)
+    avail_trace, avail_body = warm_caches(callers, avail)
+    rep.add("avail", f"warm path with availability: {callers} callers cached on both; today's config: {trace}")
+    rep.add("avail", f"  with hours, leave and a busy ledger: {avail_trace}")
+    rep.add("avail", f"  body: {avail_body.decode()}")
+    conns, dur = args.connections, args.duration
+    unique = lambda: dict(first=0, cycle=callers, duration=dur, connections=conns)  # noqa: E731
+    for srv in (plain, avail):
+        wrk.run(f"warm-up {srv.name}", srv.url, DIAL_WHOM, first=0, cycle=callers, duration=args.warmup, connections=conns)
+    a_runs, b_runs = alternate(rep, "avail", args.rounds,
+                               lambda r: wrk.run(f"A today's warm config, round {r}", plain.url, DIAL_WHOM, **unique()),
+                               lambda r: wrk.run(f"B with availability, round {r}", avail.url, DIAL_WHOM, **unique()))
+    a_med, b_med = median_run("A today's warm config (median)", a_runs), median_run("B with availability (median)", b_runs)
+    rep.add("avail", f"medians of rounds (-c{conns}):")
+    rep.add("avail", a_med.line())
+    rep.add("avail", b_med.line())
+    ratio = b_med.rps / a_med.rps
+    paired = [b.rps / a.rps for a, b in zip(a_runs, b_runs, strict=True)]
+    rep.add("avail", f"  throughput B/A: {ratio:.3f}; per round: {', '.join(f'{r:.3f}' for r in paired)}; median {statistics.median(paired):.3f}")
+    rep.figures["avail"] = {"A": vars(a_med), "B": vars(b_med), "ratio_throughput": ratio, "ratio_throughput_paired": paired,
+                            "rounds_A": [vars(r) for r in a_runs], "rounds_B": [vars(r) for r in b_runs], "trace": avail_trace}
+    rep.check("avail", "warm throughput with availability / today's warm", f"{ratio:.3f}", ">= 0.90", ratio >= 0.90)
+    for run in (*a_runs, *b_runs):
+        if any(run.errors.values()):
+            rep.add("avail", f"  WARNING: {run.label} had errors {run.errors}")
 
 
 # -- case 2: cold path -------------------------------------------------------------------------
@@ -757,7 +827,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(cases) - set(CASES)
     if unknown:
         parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
-    if any(c in cases for c in ("warm", "cold")) and not (shutil.which("wrk") or Path("/usr/bin/wrk").exists()):
+    if any(c in cases for c in ("warm", "avail", "cold")) and not (shutil.which("wrk") or Path("/usr/bin/wrk").exists()):
         parser.error("wrk not found: install it (Debian/Ubuntu: apt-get install wrk)")
 
     command = "python bench/run.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(sys.argv[1:] if argv is None else argv))
@@ -769,7 +839,7 @@ def main(argv: list[str] | None = None) -> int:
     procs = Procs(workdir)
     wrk = Wrk(workdir, procs.sessions, quiet_threshold=args.quiet_threshold, quiet_wait=args.quiet_wait)
     rep = Report()
-    funcs: dict[str, Callable] = {"warm": case_warm, "cold": case_cold, "fault": case_fault, "memory": case_memory}
+    funcs: dict[str, Callable] = {"warm": case_warm, "avail": case_avail, "cold": case_cold, "fault": case_fault, "memory": case_memory}
     started = time.monotonic()
     failed = False
     try:

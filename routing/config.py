@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import phonenumbers
 import yaml
 
+from dialwhom.routing import availability
 from dialwhom.routing.config_error import ConfigError
 from dialwhom.routing.phones import parse_config_number
 from dialwhom.routing.schema import Field, validate_options
@@ -57,6 +58,10 @@ class Rep:
     phones: tuple[str, ...]
     team: str | None
     name: str | None = None
+    #: availability (routing/availability.py): a schedule name, an IANA zone, leave
+    hours: str | None = None
+    timezone: str | None = None
+    away: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,11 @@ class Settings:
     shared_state: SharedStateSettings | None = None
     #: a number `dialwhom check` looks up to prove the connectors answer
     check_number: str | None = None
+    #: availability (routing/availability.py): zone, named weekly hours, closed dates, busy expiry
+    timezone: str = "UTC"
+    schedules: Mapping[str, Any] = field(default_factory=dict)
+    holidays: frozenset = frozenset()
+    busy_ttl_s: float = 1800.0
     source: str = "<dict>"
     base_dir: Path = field(default_factory=Path.cwd)
     # -- operations (issue 14) --
@@ -286,6 +296,7 @@ TOP_LEVEL: tuple[Field, ...] = (
     Field("log_format", default="text", parse=_log_format, help="text, or json (one object per line)"),
     Field("ops_token", parse=_ops_token, help="secret for /metrics, /readyz and /ops/*"),
     Field("trusted_proxies", int, default=0, min=0, max=5, help="proxies that set X-Forwarded-*"),
+    *availability.TOP,
 )
 CACHE: tuple[Field, ...] = (
     Field("positive_ttl_s", float, default=600.0, min=0, max=86400 * 7),
@@ -307,12 +318,14 @@ SHARED_STATE: tuple[Field, ...] = (
 TEAM: tuple[Field, ...] = (
     Field("backup", parse=lambda v, k: [] if v is None else v, help="numbers rung after the owner, in order"),
     Field("name", str),
+    *availability.TEAM,
 )
 REP: tuple[Field, ...] = (
     Field("owner", parse=_raw, help="the owner's id or email as the CRM reports it (or a list of them)"),
     Field("phone", parse=_raw, help="the number to ring for this rep"),
     Field("team", parse=_raw),
     Field("name", str),
+    *availability.REP,
 )
 #: the keys of a connector entry the framework reads; the rest are the connector's own
 CONNECTOR: tuple[Field, ...] = (
@@ -429,7 +442,9 @@ def from_mapping(
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("shared_state.url", "required: a Redis URL such as redis://127.0.0.1:6379/0 (or rediss://, unix://)")
         shared = SharedStateSettings(url, sv["prefix"], sv["timeout_ms"])
+    avail, reps, teams = availability.parse(top, reps, teams)
     return Settings(
+        **avail,
         default_region=region,
         budget_ms=budget,
         tokens=top["token"],

@@ -57,6 +57,10 @@ class Metrics:
         """Count one connector lookup (a cache hit too); `seconds` when the connector was called."""
         self._queue(("lookup", connector, outcome, seconds))
 
+    def owner_routed(self, result: str) -> None:
+        """Count one new call with a known owner: rung first, or skipped and why (away, busy, ...)."""
+        self._queue(("owner", "rung-first" if result == "first" else "skipped", result, None))
+
     def _queue(self, item: tuple[str, str, str, float | None]) -> None:
         self._pending.append(item)
         if len(self._pending) >= DRAIN_AT:
@@ -118,6 +122,8 @@ class _Collector:
                    ("dialwhom_decision_seconds", "Time to answer", ["endpoint"])),
         "lookup": (("dialwhom_connector_lookups", "Connector lookups by outcome", ["connector", "outcome"]),
                    ("dialwhom_connector_seconds", "Connector lookup time", ["connector"])),
+        "owner": (("dialwhom_owner_routing", "New calls with a known owner: rung first, or skipped by reason", ["result", "reason"]),
+                  None),
     }
 
     def __init__(self, metrics: Metrics):
@@ -128,11 +134,15 @@ class _Collector:
 
     def collect(self) -> Iterator[Metric]:
         counts, times = self._metrics.tallies()
-        for kind, ((cname, chelp, clabels), (hname, hhelp, hlabels)) in self.SERIES.items():
+        for kind, ((cname, chelp, clabels), timed) in self.SERIES.items():
             counter = CounterMetricFamily(cname, chelp, labels=clabels)
             for (k, name, outcome), n in sorted(counts.items()):
                 if k == kind:
                     counter.add_metric([name, outcome], n)
+            if timed is None:
+                yield counter
+                continue
+            hname, hhelp, hlabels = timed
             histogram = HistogramMetricFamily(hname, hhelp, labels=hlabels)
             for (k, name), slots in sorted(times.items()):
                 if k == kind:

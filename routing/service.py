@@ -18,17 +18,19 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dialwhom.routing.availability import Availability, team_policy
 from dialwhom.routing.breaker import CircuitBreaker
 from dialwhom.routing.cache import CallPlans, LookupCache, SingleFlight
 from dialwhom.routing.config import Settings
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.errors import BadResponse, ConnectorError
 from dialwhom.routing.history import LastAgents
+from dialwhom.routing.ledger import MemoryLedger, Moment, RedisLedger
 from dialwhom.routing.metrics import Metrics
 from dialwhom.routing.model import Match, Query
 from dialwhom.routing.phones import mask, parse_config_number
 from dialwhom.routing.ports import Clock, LookupSource, SharedState, SystemClock
-from dialwhom.routing.plan import Plan, build_plan, pack_plan, unpack_plan
+from dialwhom.routing.plan import Plan, arrange, build_plan, candidates, pack_plan, unpack_plan
 from dialwhom.routing.request import ExotelRequest
 from dialwhom.routing.trace import Trace
 
@@ -69,6 +71,13 @@ class RoutingService:
         #: optional `dialwhom.routing.shared.RedisState` when several instances serve one Exotel account
         self.shared = shared
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="dialwhom-lookup")
+        self.availability = Availability(settings)
+        # the ledger shares RedisState's client; another SharedState keeps it in memory
+        redis_state = getattr(shared, "client", None) is not None
+        self.ledger = RedisLedger(settings.busy_ttl_s, shared) if redis_state else MemoryLedger(settings.busy_ttl_s)
+        self._arranged: dict[tuple[int, int, int], tuple[Plan, Plan]] = {}
+        #: teams whose plan changes with every call (rotation): never remembered
+        self._rotating = frozenset(t for t, team in settings.teams.items() if team_policy(team, "order") == "round-robin")
 
     def close_pool(self) -> None:
         """Stop the lookup threads once idle (a reload retires this service, not its connectors)."""
@@ -119,7 +128,7 @@ class RoutingService:
                 return self._finish(plan, trace, deadline)
         plan = None
         try:
-            plan = self._compute(req, deadline, trace)
+            plan = self._available(self._compute(req, deadline, trace))
             if claimed and self.shared is not None:
                 first = self.shared.first_plan(sid, plan)
                 if first is not plan:
@@ -152,15 +161,62 @@ class RoutingService:
         agent = parse_config_number(req.dial_whom_number, self.settings.default_region)
         if agent is None or not self._we_offered(req.call_sid, agent):
             return False
+        self.ledger.mark_free(agent, self.clock.now().timestamp())  # the call ended: free, idle from now
         self.last_agents.record(req.caller, agent)
         if self.shared is not None:
             self.shared.record_agent(req.caller, agent)
         return True
 
+    def record_agent_event(self, call_sid: str | None, number: str | None, status: str | None) -> str:
+        """The popup URL's event (exotel.md §9): ``busy`` or ``free`` for the agent dialled.
+
+        Returns what was recorded: ``busy``, ``free``, ``nobody`` (a number we never offered:
+        it cannot steer routing) or ``ignored`` (no usable status).
+        """
+        status = (status or "").strip().lower()
+        if status not in ("busy", "free"):
+            return "ignored"
+        agent = parse_config_number(number, self.settings.default_region) if number else None
+        if agent is None or not self._we_offered(call_sid, agent):
+            return "nobody"
+        ts = self.clock.now().timestamp()
+        if status == "busy":
+            self.ledger.mark_busy(agent, ts)
+        else:
+            self.ledger.mark_free(agent, ts)
+        return status
+
+    def _available(self, base: Plan) -> Plan:
+        """`arrange` the plan for now: who can take the call, busy agents last, the team's order.
+
+        Remembered per base plan, minute and ledger version (availability changes only at whole
+        minutes, the ledger only when an event arrives), except where each call changes it: a
+        round-robin team's rotation, and a ledger in Redis that another instance may change.
+        """
+        ts = self.clock.now().timestamp()
+        ledger = self.ledger
+        if ledger.shared or base.team in self._rotating:
+            plan = arrange(self.settings, base, Moment(self.availability, ledger, ts))
+        else:
+            key = (id(base), int(ts // 60), ledger.version)
+            hit = self._arranged.get(key)
+            if hit is not None and hit[0] is base:
+                plan = hit[1]
+            else:
+                plan = arrange(self.settings, base, Moment(self.availability, ledger, ts))
+                if len(self._arranged) >= PLAN_MEMO_SIZE:
+                    self._arranged.clear()
+                self._arranged[key] = (base, plan)
+        if plan.owner:
+            self.metrics.owner_routed(plan.owner)
+        return plan
+
     def _we_offered(self, call_sid: str | None, agent: str) -> bool:
-        """Only numbers we gave for this call (or that config knows) become a last agent, so
-        a forged Passthru request cannot choose whom a caller reaches next."""
+        """Only numbers we gave for this call (or that config knows) become a last agent or
+        busy, so a forged request cannot choose whom a caller reaches next."""
         plan = self.calls.get(call_sid) if call_sid else None
+        if plan is None and call_sid and self.shared is not None:
+            plan = self.shared.get_plan(call_sid)  # the call was answered by another instance
         if plan is not None:
             return agent in plan.numbers
         return agent in self.settings.known_numbers
@@ -172,6 +228,7 @@ class RoutingService:
 
     def _finish(self, plan: Plan, trace: Trace, deadline: Deadline) -> Decision:
         trace.plan = plan.reasons
+        trace.skips = plan.skips
         if plan.notes:
             trace.notes.extend(plan.notes)
         trace.elapsed_ms = deadline.elapsed_ms()
@@ -182,7 +239,7 @@ class RoutingService:
         queries = req.queries(self.settings.lookup_order, self.settings.default_region)
         if not queries:
             trace.path = "no-key"
-            return build_plan(self.settings, None, req.line)
+            return candidates(self.settings, None, req.line)
         for query in queries:
             match, path, connector = self.find(query, deadline, trace)
             if match is not None:
@@ -195,17 +252,17 @@ class RoutingService:
             last = self.shared.last_agent(req.caller)
         if last is not None:
             trace.notes.append(f"no owner found; the last agent to talk to this caller was {mask(last[0])}, {last[1] / 86400:.1f} days ago")
-            return build_plan(self.settings, None, req.line, last_agent=last[0])
-        return build_plan(self.settings, None, req.line)
+            return candidates(self.settings, None, req.line, last_agent=last[0])
+        return candidates(self.settings, None, req.line)
 
     def _plan_for(self, match: Match, line: str | None) -> Plan:
-        """`build_plan`, remembered per cached match and line: a cache hit returns the same
+        """`candidates`, remembered per cached match and line: a cache hit returns the same
         Match object, and settings never change, so the plan is the same too."""
         key = (id(match), line)
         hit = self._plan_memo.get(key)
         if hit is not None and hit[0] is match:  # `is`: an id can be reused after a match is freed
             return hit[1]
-        plan = build_plan(self.settings, match, line)
+        plan = candidates(self.settings, match, line)
         if len(self._plan_memo) >= PLAN_MEMO_SIZE:
             self._plan_memo.clear()
         self._plan_memo[key] = (match, plan)

@@ -28,6 +28,8 @@ def plan_to_json(plan: Plan) -> str:
         "owner_known": plan.owner_known,
         "team": plan.team,
         "notes": list(plan.notes),
+        "skips": list(plan.skips),
+        "owner": plan.owner,
     })
 
 
@@ -38,6 +40,8 @@ def plan_from_json(text: str | bytes) -> Plan:
         bool(data.get("owner_known")),
         data.get("team"),
         tuple(data.get("notes") or ()),
+        tuple(data.get("skips") or ()),
+        data.get("owner") or "",
     )
 
 

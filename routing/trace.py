@@ -69,6 +69,8 @@ class Trace:
     connector: str | None = None  # which connector's answer was used
     steps: list[Step] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: agents left out of the plan or moved back, and why (availability)
+    skips: tuple[str, ...] = ()
     plan: str = ""
     elapsed_ms: float = 0.0
     config: str = ""  # the config version that answered (Settings.version)
@@ -85,6 +87,9 @@ class Trace:
             parts.append("via=" + self.connector)
         for s in self.steps:
             parts.append(s.short().replace(";", ","))
+        if self.skips:
+            # built by routing/plan.py from config and masked numbers only: scrub would mask dates
+            parts.append("skipped=" + " | ".join(self.skips).replace(";", ","))
         parts.append("plan=" + self.plan)
         parts.append(f"{self.elapsed_ms:.0f}ms")
         if self.config:
@@ -98,6 +103,8 @@ class Trace:
         """The one log line per answer."""
         steps = " | ".join(s.short() for s in self.steps) or "-"
         notes = (" notes=" + scrub(" / ".join(self.notes))) if self.notes else ""
+        if self.skips:
+            notes += " skipped=[" + " | ".join(self.skips) + "]"
         return (
             f"decision call={self.call_sid or '-'} caller={mask(caller)} path={self.path} key={self.key or '-'} "
             f"via={self.connector or '-'} plan=[{self.plan}] steps=[{steps}] elapsed_ms={self.elapsed_ms:.1f} cfg={self.config or '-'}{notes}"
@@ -110,6 +117,8 @@ class Trace:
             lines.append(f"  {s.connector}: looked up by {s.key} -> {s.outcome} in {s.ms:.0f} ms" + (f"; {scrub(s.detail)}" if s.detail else ""))
         for n in self.notes:
             lines.append(f"  note: {scrub(n)}")
+        for x in self.skips:
+            lines.append(f"  skipped: {x}")
         lines.append(f"plan: {self.plan}")
         lines.append(f"decided in {self.elapsed_ms:.1f} ms" + (f" (config {self.config})" if self.config else ""))
         return lines

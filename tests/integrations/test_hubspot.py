@@ -16,7 +16,6 @@ import pytest
 import responses
 
 import fake_hubspot
-from test_ratelimit import redis_client  # noqa: F401  (the shared Redis fixture: own prefix, cleaned up)
 from fake_hubspot import PRIVATE_APP_TOKEN, SERVICE_KEY, FakeHubSpot, sample_data  # noqa: E402
 from dialwhom.sdk import RateLimiter
 

@@ -333,7 +333,9 @@ def test_e2e_a_seeded_caller_rings_its_owner_then_the_team(db):
         known = client.get("/exotel/dial-whom", query_string={"CallSid": "c1", "From": "09876543210"})
         assert known.get_data(as_text=True).split(",")[:2] == ["+919800000001", "+919800000002"]
         by_field = client.get("/exotel/dial-whom", query_string={"CallSid": "c2", "From": "09811122233", "CustomField": "B-7"})
-        assert by_field.get_data(as_text=True).startswith("+919800000011")
+        # B-7's owner is inactive in the database (active = 0): found, and left out of the plan
+        assert by_field.get_data(as_text=True) == "+918000000000"
+        assert "via=crm" in by_field.headers["X-Dialwhom-Trace"] and "skipped=owner inactive in the CRM" in by_field.headers["X-Dialwhom-Trace"]
         injected = client.get("/exotel/dial-whom", query_string={"CallSid": "c3", "From": "09811122233", "CustomField": "x' OR '1'='1"})
         assert injected.get_data(as_text=True) == "+918000000000"
     finally:

@@ -58,7 +58,7 @@ ERRORS = [
     ("rep team unknown", {"teams": TEAMS, "reps": [{"owner": "a@x.com", "phone": "+919800000001", "team": "west"}]}, "reps[0].team", "'west'"),
     ("bad phone in a team backup", {"teams": {"x": {"backup": ["+919800000002", "not-a-number"]}}}, "teams.x.backup[1]", "not-a-number"),
     ("team as a list", {"teams": {"x": ["+919800000002"]}}, "teams.x", "backup"),
-    ("team unknown key", {"teams": {"x": {"backups": []}}}, "teams.x.backups", "did you mean 'backup'? (valid keys: backup, name)"),
+    ("team unknown key", {"teams": {"x": {"backups": []}}}, "teams.x.backups", "did you mean 'backup'? (valid keys: backup, hours, name, order, parallel, ring_timeout_s, stickiness)"),
     ("bad fallback", {"fallback": ["+918000000000", "123"]}, "fallback[1]", "'123'"),
     ("fallback number not text", {"fallback": [None]}, "fallback[0]", "phone number"),
     ("line to unknown team", {"teams": TEAMS, "lines": {"+918039513882": "west"}}, "lines.+918039513882", "'west'"),
