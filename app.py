@@ -191,12 +191,10 @@ def agent_event() -> Response:
     for a number we never offered is recorded as busy for nobody.
     """
     rt = _runtime()
-    params = request.args.to_dict()
-    if request.method == "POST":
-        params.update(request.form.to_dict())
-        body = request.get_json(silent=True) if request.is_json else None
-        if isinstance(body, dict):
-            params.update({k: v for k, v in body.items() if isinstance(v, str)})
+    params = _params()
+    refused = _token_refused(rt, params)
+    if refused is not None:
+        return refused
     try:
         recorded = rt.service.record_agent_event(params.get("CallSid"), params.get("DialWhomNumber"), params.get("Status"))
     except Exception:  # never an error page for Exotel; the bug is logged

@@ -39,7 +39,8 @@ class Metrics:
         #: (kind, name) -> [bucket counts..., count in +Inf, sum]
         self._times: dict[tuple[str, str], list[float]] = {}
         if self.multiprocess:
-            self._shared = {kind: (Counter(c[0], c[1], c[2], registry=None), Histogram(h[0], h[1], h[2], buckets=_BUCKETS, registry=None))
+            self._shared = {kind: (Counter(c[0], c[1], c[2], registry=None),
+                                   Histogram(h[0], h[1], h[2], buckets=_BUCKETS, registry=None) if h else None)
                             for kind, (c, h) in _Collector.SERIES.items()}
         else:
             self.registry.register(_Collector(self))
@@ -86,7 +87,7 @@ class Metrics:
             if self.multiprocess:  # written to this worker's files, read by every worker's scrape
                 counter, histogram = self._shared[kind]
                 counter.labels(name, outcome).inc()
-                if seconds is not None:
+                if seconds is not None and histogram is not None:
                     histogram.labels(name).observe(seconds)
             key = (kind, name, outcome)
             counts[key] = counts.get(key, 0) + 1

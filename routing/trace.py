@@ -120,5 +120,5 @@ class Trace:
         for x in self.skips:
             lines.append(f"  skipped: {x}")
         lines.append(f"plan: {self.plan}")
-        lines.append(f"decided in {self.elapsed_ms:.1f} ms" + (f" (config {self.config})" if self.config else ""))
+        lines.append(f"decided in {self.elapsed_ms:.1f} ms")
         return lines
