@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import time
 from typing import Any, Mapping
 
 from flask import Flask, Response, current_app, request
@@ -28,7 +29,8 @@ from dialwhom.integrations.runtime import Runtime, build_runtime
 from dialwhom.routing.availability import connect_options
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.ports import Clock
-from dialwhom.routing.phones import mask, to_e164
+from dialwhom.routing.phones import to_e164
+from dialwhom.routing.redact import install_log_redaction, loggable, mask, outgoing, printable
 from dialwhom.routing.request import QueryString, parse_request
 
 log = logging.getLogger("dialwhom")
@@ -37,11 +39,14 @@ decision_log = logging.getLogger("dialwhom.decision")
 #: time kept back from the budget to write the answer
 ANSWER_RESERVE_MS = 25
 TRACE_HEADER = "X-Dialwhom-Trace"
+#: WSGI environ key: `time.monotonic()` when the request reached the server (dialwhom.server)
+ARRIVED_KEY = "dialwhom.arrived"
 TEXT = "text/plain; charset=utf-8"
 
 def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]] | None = None, clock: Clock | None = None) -> Flask:
     """The web app. `config`: a path, a mapping (tests), Settings, or None for the search order;
     `registry`: connector types (default: the installed entry points); `clock`: for tests."""
+    install_log_redaction()  # every log record, from any library, loses URLs' secrets and control characters
     runtime = build_runtime(config, registry=registry, clock=clock)
     logs.setup(runtime.settings.log_level, runtime.settings.log_format)
     app = Flask(__name__)
@@ -113,9 +118,15 @@ def _params():
 
 def _decide(rt: Runtime, params, endpoint: str):
     """The decision for this request (never an exception: see `RoutingService.answer`)."""
-    deadline = Deadline((rt.settings.budget_ms - ANSWER_RESERVE_MS) / 1000.0)
+    # From when the request reached the server (the worker stamps it), so time spent queued
+    # for a server thread counts against the budget; else from now.
+    arrived = request.environ.get(ARRIVED_KEY)
+    started = time.monotonic()
+    deadline = Deadline((rt.settings.budget_ms - ANSWER_RESERVE_MS) / 1000.0, started=arrived)
     req = parse_request(params, rt.settings.default_region, outcome=False)
     decision = rt.service.answer(endpoint, req, deadline)
+    if arrived is not None:
+        decision.trace.queued_ms = (started - arrived) * 1000.0
     if decision_log.isEnabledFor(logging.INFO):  # one deque append here (dialwhom.logs)
         logs.log_decision(decision_log, decision.trace, req.caller or req.caller_raw, endpoint)
     return decision
@@ -178,7 +189,7 @@ def passthru() -> Response:
     recorded = rt.service.record_outcome(req)
     log.info(
         "passthru call=%s caller=%s status=%s agent=%s recorded=%s",
-        req.call_sid or "-", mask(req.caller or req.caller_raw), req.dial_call_status or "-",
+        printable(req.call_sid), mask(req.caller or req.caller_raw), loggable(req.dial_call_status),
         mask(req.dial_whom_number), recorded,
     )
     return _text("ok\n")
@@ -231,10 +242,13 @@ def readyz() -> Response:
         return refused
     detail = rt.service.readiness()
     source = detail.pop("config")
-    detail.update(config_version=rt.settings.version, worker=os.getpid(), reload=current_app.extensions["dialwhom.reload"].status())
+    reload = current_app.extensions["dialwhom.reload"].status()
+    if reload is not None:  # a time, not a long number (the redaction would mask one)
+        reload = dict(reload, at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reload["at"])))
+    detail.update(config_version=rt.settings.version, worker=os.getpid(), reload=reload)
     if _ops_authenticated(rt):  # where the config lives is for operators only
         detail["config"] = source
-    return Response(json.dumps(detail, indent=1), mimetype="application/json")
+    return Response(outgoing(json.dumps(detail, indent=1), one_line=False), mimetype="application/json")
 
 
 def metrics() -> Response:

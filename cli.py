@@ -13,7 +13,7 @@ from typing import Any
 
 from dialwhom.routing.config import ConfigError
 from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.phones import mask
+from dialwhom.routing.redact import mask, scrub
 
 
 def _freeze_startup_objects(worker) -> None:
@@ -30,7 +30,14 @@ def _freeze_startup_objects(worker) -> None:
 #: One worker with many threads keeps caches and per-call plans in one process; the worker
 #: timeout sits above the 8 s budget ceiling and below Exotel's 10 s.
 GUNICORN_SETTINGS: dict[str, Any] = {
-    "worker_class": "gthread",
+    # gthread, stamping each request's arrival so budget_ms counts the wait for a thread, and
+    # answering malformed requests without echoing them (dialwhom/server.py; README "Running
+    # in production" says why threads and not gevent)
+    "worker_class": "dialwhom.server.ArrivalThreadWorker",
+    # gunicorn's error and access logs redacted (dialwhom.server.RedactingLogger) and in
+    # dialwhom's one format, text or JSON (dialwhom.serve.GunicornLogger, a subclass)
+    "logger_class": "dialwhom.serve.GunicornLogger",
+    "limit_request_line": 4094,
     "workers": 1,
     "threads": 32,
     "timeout": 9,
@@ -44,8 +51,6 @@ GUNICORN_SETTINGS: dict[str, Any] = {
     # host would take it from each other, and dialwhom does not use it
     "control_socket_disable": True,
     "post_worker_init": _freeze_startup_objects,
-    # dialwhom's timestamped format (or JSON) for gunicorn's error and access logs too
-    "logger_class": "dialwhom.logs.GunicornLogger",
 }
 
 EPILOG = """examples:
@@ -131,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dialwhom.routing.redact import install_log_redaction
+
+    install_log_redaction()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -385,14 +393,14 @@ def cmd_check(args) -> int:
             else:
                 try:
                     note = c.check(deadline=Deadline.from_ms(max(s.budget_ms, 5000)))
-                    entry["check"] = note
+                    entry["check"] = note = scrub(str(note))
                     # a note starting "warn: " is a check that ran only in part, or found a gap
                     warned = note.startswith("warn: ")
                     (out.warn if warned else out.ok)(f"connector {c.id} ({c.type_name}): {note.removeprefix('warn: ')}")
                 except Exception as exc:  # report every failure, whatever its kind
                     problems += 1
-                    entry["error"] = f"{type(exc).__name__}: {exc}"
-                    out.bad(f"connector {c.id} ({c.type_name}): {type(exc).__name__}: {exc}")
+                    entry["error"] = scrub(f"{type(exc).__name__}: {exc}")
+                    out.bad(f"connector {c.id} ({c.type_name}): {entry['error']}")
                     report["problems"].append(entry["error"])
             if s.check_number:
                 try:
@@ -404,8 +412,8 @@ def cmd_check(args) -> int:
                         out.warn(f"owner {who} has no 'reps' entry and no phone in the CRM: callers will reach the team or fallback")
                 except Exception as exc:
                     problems += 1
-                    entry["check_number_error"] = f"{type(exc).__name__}: {exc}"
-                    out.bad(f"connector {c.id}: lookup of check_number failed: {type(exc).__name__}: {exc}")
+                    entry["check_number_error"] = scrub(f"{type(exc).__name__}: {exc}")
+                    out.bad(f"connector {c.id}: lookup of check_number failed: {entry['check_number_error']}")
                     report["problems"].append(entry["check_number_error"])
             report["connectors"].append(entry)
     finally:

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from typing import Any
 
-from dialwhom.routing.phones import mask
+from dialwhom.routing.redact import mask
 
 FLUSH_S = 0.1
 #: the current format, read by every formatter per record, so a reload switches them all
@@ -33,6 +33,10 @@ _STATE = {"json": False}
 
 def set_format(fmt: str) -> None:
     _STATE["json"] = fmt == "json"
+
+
+def is_json() -> bool:
+    return _STATE["json"]
 
 
 class DecisionMessage:
@@ -208,32 +212,3 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
 def flush() -> None:
     if _handler is not None:
         _handler.flush()
-
-
-try:  # gunicorn is a dependency, but keep dialwhom.logs importable without it
-    from gunicorn.glogging import Logger as _GunicornLogger
-except ImportError:  # pragma: no cover
-    _GunicornLogger = object  # type: ignore[misc,assignment]
-
-
-class GunicornLogger(_GunicornLogger):  # type: ignore[misc,valid-type]
-    """gunicorn's error and access logs in dialwhom's format (``logger_class`` setting)."""
-
-    def setup(self, cfg) -> None:
-        super().setup(cfg)
-        for logger in (self.error_log, self.access_log):
-            for h in logger.handlers:
-                h.setFormatter(Formatter())
-
-    def access(self, resp, req, environ, request_time) -> None:
-        if not _STATE["json"]:
-            return super().access(resp, req, environ, request_time)
-        if not (self.cfg.accesslog or self.cfg.logconfig or self.cfg.logconfig_dict or self.cfg.syslog):
-            return None
-        atoms = self.atoms(resp, req, environ, request_time)
-        fields = {"event": "access", "remote": atoms.get("h"), "method": atoms.get("m"), "path": atoms.get("U"),
-                  "status": atoms.get("s"), "bytes": atoms.get("B"), "ms": atoms.get("M")}
-        try:
-            self.access_log.info("%s %s %s", atoms.get("m"), atoms.get("U"), atoms.get("s"), extra={"fields": fields})
-        except Exception:
-            self.error("Failed to log access")

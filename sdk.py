@@ -24,7 +24,8 @@ from dialwhom.routing.schema import Field, Secret, validate_options
 from dialwhom.integrations.support import CachedToken, Candidate, KeySearch, TTLMemo, as_utc, pick_record
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.model import Match, Owner, Query, Record
-from dialwhom.routing.phones import digits_only, mask, same_number, to_e164, variants
+from dialwhom.routing.phones import digits_only, same_number, to_e164, variants
+from dialwhom.routing.redact import error_code, mask, scrub
 
 __all__ = [
     "Connector", "ConnectorContext", "Field", "Secret", "validate_options", "FRAMEWORK_CONNECTOR_KEYS",
@@ -33,6 +34,6 @@ __all__ = [
     "AuthError", "BadResponse", "ConfigError",
     "HttpClient", "Response", "TokenProvider", "CachedToken", "TTLMemo",
     "Candidate", "pick_record", "KeySearch", "as_utc", "retry_after_seconds", "MIN_ATTEMPT_S",
-    "RateLimiter", "digits_only", "same_number", "to_e164", "variants", "mask",
+    "RateLimiter", "digits_only", "same_number", "to_e164", "variants", "mask", "scrub", "error_code",
     "OAuthClient", "SharedToken", "TokenGrant", "TokenRegistry",
 ]

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from dialwhom import logs
+from dialwhom.server import RedactingLogger
 from dialwhom.integrations.reload import KEY, validate
 from dialwhom.integrations.rundir import RunDir
 from dialwhom.routing.config import ConfigError, Settings
@@ -82,11 +83,13 @@ def run_gunicorn(state: ServeState, settings: dict[str, Any]) -> None:
                     except ProcessLookupError:
                         pass
 
+    loaded: list[Any] = []  # the Flask app this worker built (worker.wsgi may wrap it)
+
     def post_worker_init(worker) -> None:
         from dialwhom.cli import _freeze_startup_objects
 
         _freeze_startup_objects(worker)
-        install_reload_signal(worker.wsgi)
+        install_reload_signal(loaded[-1])
 
     def child_exit(server, worker) -> None:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -100,7 +103,7 @@ def run_gunicorn(state: ServeState, settings: dict[str, Any]) -> None:
     class DialwhomServer(BaseApplication):
         def load_config(self):
             hooks = {"post_worker_init": post_worker_init, "child_exit": child_exit, "worker_exit": worker_exit,
-                     "logger_class": logs.GunicornLogger}
+                     "logger_class": GunicornLogger}
             for key, value in {**settings, **hooks}.items():
                 if key in self.cfg.settings:  # older gunicorn lacks some (control_socket_disable)
                     self.cfg.set(key, value)
@@ -108,7 +111,9 @@ def run_gunicorn(state: ServeState, settings: dict[str, Any]) -> None:
         def load(self):
             from dialwhom.app import create_app
 
-            return create_app(state.settings)  # the master's last valid settings
+            app = create_app(state.settings)  # the master's last valid settings
+            loaded.append(app)
+            return app
 
         def run(self):
             try:
@@ -135,4 +140,27 @@ def run_dev_server(app: Any, state: ServeState, host: str, port: int) -> None:
     app.run(host=host, port=port, threaded=True)
 
 
-__all__ = ["ServeState", "run_gunicorn", "run_dev_server", "install_reload_signal", "KEY"]
+class GunicornLogger(RedactingLogger):
+    """gunicorn's error and access logs, redacted, in dialwhom's format (``logger_class``)."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for h in logger.handlers:
+                h.setFormatter(logs.Formatter())
+
+    def access(self, resp, req, environ, request_time) -> None:
+        if not logs.is_json():
+            return super().access(resp, req, environ, request_time)
+        if not (self.cfg.accesslog or self.cfg.logconfig or self.cfg.logconfig_dict or self.cfg.syslog):
+            return None
+        atoms = self.atoms(resp, req, environ, request_time)
+        fields = {"event": "access", "remote": atoms.get("h"), "method": atoms.get("m"), "path": atoms.get("U"),
+                  "status": atoms.get("s"), "bytes": atoms.get("B"), "ms": atoms.get("M")}
+        try:
+            self.access_log.info("%s %s %s", atoms.get("m"), atoms.get("U"), atoms.get("s"), extra={"fields": fields})
+        except Exception:
+            self.error("Failed to log access")
+
+
+__all__ = ["GunicornLogger", "ServeState", "run_gunicorn", "run_dev_server", "install_reload_signal", "KEY"]

@@ -608,7 +608,7 @@ class ConnectorContract:
             for secret in secrets:
                 assert secret not in text, f"a secret appears in full: {text[:300]}"
             for d in digits:
-                assert d not in text, f"a caller's number appears in full (mask it with dialwhom.routing.phones.mask): {text[:300]}"
+                assert d not in text, f"a caller's number appears in full (mask it with dialwhom.sdk.mask): {text[:300]}"
 
     def test_check_raises_only_connector_errors(self, connector, fake_http):
         """`check()` (``dialwhom check``) answers a short note or raises a connector error."""

@@ -787,7 +787,7 @@ def markdown(rep: Report, info: dict[str, str], command: str, args) -> str:
            "| | |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in info.items()]
     out += [f"| command | `{command}` |", "",
-            f"gunicorn: `GUNICORN_SETTINGS` from `integrations/cli.py` for every server, except `bind` (free port on "
+            f"gunicorn: `GUNICORN_SETTINGS` from `cli.py` for every server, except `bind` (free port on "
             f"127.0.0.1), `accesslog` (off for every server) and `control_socket_disable` (on for every server). "
             f"wrk: `-t1 -c{args.connections} -d{args.duration:g}s --latency` "
             f"(cold path `-c{args.cold_connections}`), A and B alternating, {args.rounds} rounds, medians of rounds.", "",

@@ -68,7 +68,7 @@ class Connector:
 
     #: the ``type`` used in config and the entry-point name
     type_name: ClassVar[str] = ""
-    #: the connector's own config keys (beyond id, type, timeout_ms, retries, enabled)
+    #: the connector's own config keys (beyond id, type, timeout_ms, retries, enabled, max_in_flight)
     config_schema: ClassVar[tuple[Field, ...]] = ()
     #: kinds of query this connector can answer ("phone", "account")
     supports: ClassVar[tuple[str, ...]] = ("phone", "account")

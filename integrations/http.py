@@ -35,7 +35,8 @@ from dialwhom.routing.errors import (
     RateLimited,
 )
 from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.phones import mask
+from dialwhom.routing.redact import exception_reason as _reason
+from dialwhom.routing.redact import safe_url as _safe_url
 
 __all__ = ["HttpClient", "Response", "TokenProvider", "MAX_RETRIES", "USER_AGENT"]
 
@@ -91,10 +92,11 @@ class Response:
         try:
             return json.loads(self.body)
         except ValueError:
-            ctype = self.headers.get("Content-Type", "?")
-            head = self.body[:60].decode("utf-8", "replace").strip().replace("\n", " ")
-            kind = "HTML" if head.lower().startswith(("<!doctype", "<html")) else "not JSON"
-            raise BadResponse(f"answer from {_safe_url(self.url)} is {kind} (HTTP {self.status}, {ctype}): {head!r}", status=self.status) from None
+            ctype = self.headers.get("Content-Type", "?").split(";")[0][:40]
+            head = self.body[:20].lstrip().lower()
+            kind = "HTML" if head.startswith((b"<!doctype", b"<html")) else "not JSON"
+            # never the body itself: a bad answer may hold an owner's email or an echoed token
+            raise BadResponse(f"answer from {_safe_url(self.url)} is {kind} (HTTP {self.status}, {ctype}, {len(self.body)} bytes)", status=self.status) from None
 
 
 class HttpClient:
@@ -259,7 +261,7 @@ class HttpClient:
         except requests.exceptions.Timeout:
             raise ConnectorTimeout(f"{self.connector_id}: no answer from {_safe_url(url)} within {budget * 1000:.0f} ms", connector=self.connector_id) from None
         except requests.exceptions.InvalidURL as exc:
-            raise BadResponse(f"{self.connector_id}: invalid URL {_safe_url(url)}: {exc}", connector=self.connector_id) from None
+            raise BadResponse(f"{self.connector_id}: invalid URL {_safe_url(url)}: {_reason(exc)}", connector=self.connector_id) from None
         except (requests.exceptions.RequestException, OSError) as exc:
             if call.expired:  # the watchdog cut a status line/headers that never finished
                 raise ConnectorTimeout(f"{self.connector_id}: no complete headers from {_safe_url(url)} within {budget * 1000:.0f} ms", connector=self.connector_id) from None
@@ -355,24 +357,3 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-#: a phone number in a URL path: six or more digits, maybe after an encoded or literal '+'
-_PATH_NUMBER = re.compile(r"(?:%2[Bb]|\+)?\d{6,}")
-
-
-def _safe_url(url: str | None) -> str:
-    """A URL fit for messages: no query string (it may hold a phone number or a key), and any
-    long run of digits in the path (a ``{phone}`` placeholder) masked."""
-    if not url:
-        return "?"
-    path = url.split("?", 1)[0]
-    return _PATH_NUMBER.sub(lambda m: mask(re.sub(r"^%2[Bb]", "+", m.group())), path)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    for marker in ("Connection refused", "Connection reset", "Name or service not known", "RemoteDisconnected", "timed out"):
-        if marker in text:
-            return marker
-    return type(exc).__name__

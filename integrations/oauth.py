@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from dialwhom.integrations.http import HttpClient, retry_after_seconds
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.errors import AuthError, BadResponse, ConnectorTimeout, RateLimited
-from dialwhom.routing.trace import scrub
+from dialwhom.routing.redact import error_code, scrub
 
 __all__ = ["OAuthClient", "TokenGrant", "SharedToken", "TokenRegistry", "expires_in_seconds", "CREDENTIAL_ERRORS"]
 
@@ -142,17 +142,18 @@ class OAuthClient:
         if not isinstance(body, dict):
             raise BadResponse(f"{where}: answer is not a JSON object", connector=self.id, status=resp.status)
         error = str(body.get("error") or (body.get("status") if resp.status != 200 else "") or "").strip()
-        description = scrub(str(body.get("error_description") or body.get("message") or ""))[:160]
+        said = str(body.get("error_description") or body.get("message") or "")
+        description = error_code(said) if said else ""  # a vendor's text may echo the client secret
         token = body.get("access_token") or body.get("accessToken")
-        throttled = resp.status == 429 or error.lower() in THROTTLE_ERRORS or "too many requests" in description.lower()
+        throttled = resp.status == 429 or error.lower() in THROTTLE_ERRORS or "too many requests" in said.lower()
         if throttled:
             raise RateLimited(f"{where}: too many token requests ({description or error or 'HTTP 429'})",
                               retry_after=retry_after_seconds(resp.headers), connector=self.id, status=resp.status)
         if error or not isinstance(token, str) or not token:
             if error.lower() in CREDENTIAL_ERRORS or resp.status in (401, 403):
-                raise AuthError(f"{where} refused ({scrub(error)[:60]}{': ' + description if description else ''}); {self._hint(error)}",
+                raise AuthError(f"{where} refused ({error_code(error)}{': ' + description if description else ''}); {self._hint(error)}",
                                 connector=self.id, status=resp.status)
-            detail = f" ({scrub(error)[:60]})" if error else ""
+            detail = f" ({error_code(error)})" if error else ""
             raise BadResponse(f"{where}: answer (HTTP {resp.status}) has no access_token{detail}", connector=self.id, status=resp.status)
         rotated = body.get("refresh_token")
         if self.grant == "refresh_token" and isinstance(rotated, str) and rotated and rotated != self._refresh_token:

@@ -16,6 +16,7 @@ from dialwhom.integrations.registry import ConnectorType, build_connectors
 from dialwhom.routing import config as config_mod
 from dialwhom.routing.config import ConnectorSettings, Settings
 from dialwhom.routing.ports import Clock
+from dialwhom.routing.redact import safe_url
 from dialwhom.routing.service import RoutingService
 from dialwhom.routing.shared import RedisState
 
@@ -91,5 +92,5 @@ def make_shared(settings: Settings) -> "RedisState | None":
         agent_ttl_s=max(1.0, settings.last_agent_days * 86400.0),
     )
     if not shared.ping():
-        log.warning("shared_state: Redis at %s does not answer; each instance answers from its own memory until it does", settings.shared_state.url.split("@")[-1])
+        log.warning("shared_state: Redis at %s does not answer; each instance answers from its own memory until it does", safe_url(settings.shared_state.url))
     return shared

@@ -14,7 +14,8 @@ from cachetools import TTLCache
 
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.model import Match, Query
-from dialwhom.routing.phones import mask, to_e164
+from dialwhom.routing.phones import to_e164
+from dialwhom.routing.redact import mask
 
 __all__ = ["CachedToken", "TTLMemo", "Candidate", "pick_record", "as_utc", "search_key", "SAFE_ACCOUNT_KEY", "KeySearch"]
 

@@ -26,8 +26,10 @@ import phonenumbers
 import yaml
 
 from dialwhom.routing import availability
+from dialwhom.routing.bulkhead import DEFAULT_MAX_IN_FLIGHT
 from dialwhom.routing.config_error import ConfigError
 from dialwhom.routing.phones import parse_config_number
+from dialwhom.routing.redact import remember_secret
 from dialwhom.routing.schema import Field, validate_options
 
 __all__ = ["ConfigError", "Settings", "Rep", "ConnectorSettings", "load", "find_config", "from_mapping"]
@@ -46,6 +48,11 @@ def _embedded_default() -> Path:
 EXAMPLE_CONFIG = _embedded_default()
 LOOKUP_SOURCES = ("custom_field", "digits", "caller")
 BUDGET_CEILING_MS = 8000
+#: input bounds: a config is small; anything past these is a mistake or an attack (issue 12)
+MAX_CONFIG_BYTES = 1024 * 1024  # the file as read
+MAX_CONFIG_VALUES = 100_000  # keys, items and scalars once YAML aliases are expanded
+MAX_CONFIG_DEPTH = 32  # nesting of mappings and lists
+MAX_EXPANDED_CHARS = 4 * 1024 * 1024  # all strings, after ${ENV} substitution
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
@@ -72,6 +79,8 @@ class ConnectorSettings:
     timeout_ms: int = 1500
     retries: int = 1
     enabled: bool = True
+    #: lookups in flight at once (the bulkhead); more callers are answered without this connector
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
 
 @dataclass(frozen=True)
@@ -186,6 +195,9 @@ def load(path: str | os.PathLike | None = None, *, environ: Mapping[str, str] | 
     """Find, read and validate the config file."""
     found = find_config(path)
     try:
+        size = found.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError("<file>", f"{found} is {size} bytes, over the {MAX_CONFIG_BYTES}-byte limit (MAX_CONFIG_BYTES); keep data in connector files")
         raw = yaml.safe_load(found.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError("--config", f"cannot read {found}: {exc.strerror or exc}") from None
@@ -218,6 +230,7 @@ def _tokens(value: Any, key: str) -> tuple[str, ...]:
             raise ConfigError(k, "use at least 16 random characters (for example `python -c \"import secrets; print(secrets.token_urlsafe(24))\"`)")
         if tok.strip():
             tokens.append(tok.strip())
+            remember_secret(tok.strip())  # masked wherever it appears in what leaves the process
     return tuple(tokens)
 
 
@@ -334,6 +347,7 @@ CONNECTOR: tuple[Field, ...] = (
     Field("timeout_ms", int, min=10, max=BUDGET_CEILING_MS),
     Field("retries", int, default=1, min=0, max=5),
     Field("enabled", bool, default=True),
+    Field("max_in_flight", int, default=DEFAULT_MAX_IN_FLIGHT, min=1, max=256),
 )
 FRAMEWORK_CONNECTOR_KEYS = frozenset(f.name for f in CONNECTOR)
 
@@ -348,7 +362,7 @@ def from_mapping(
     """Validate a config mapping (from YAML or a test) into `Settings`."""
     if not isinstance(raw, Mapping):
         raise ConfigError("<file>", "the top level must be a mapping of keys to values")
-    data = _substitute(raw, os.environ if environ is None else environ, "")
+    data = _substitute(raw, os.environ if environ is None else environ, "", _Budget())
     top = validate_options(TOP_LEVEL, data, "", what="the config file")
     region: str = top["default_region"]
     budget: int = top["budget_ms"]
@@ -430,6 +444,7 @@ def from_mapping(
                 timeout_ms=min(1500, budget) if own["timeout_ms"] is None else own["timeout_ms"],
                 retries=own["retries"],
                 enabled=own["enabled"],
+                max_in_flight=own["max_in_flight"],
             )
         )
 
@@ -479,7 +494,11 @@ def _check_number(value: str, region: str) -> str | None:
 def config_version(data: Mapping[str, Any]) -> str:
     """A short hash of the config as validated (after ``${ENV}``): equal configs, equal versions."""
     canonical = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+    # letters only: a run of digits in a log line or header is masked as if it were a number
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10].translate(_HEX_TO_LETTERS)
+
+
+_HEX_TO_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijkmnpqr")
 
 
 #: written after a number, it means "ring this as written": a range phonenumbers does not know yet
@@ -505,8 +524,31 @@ def _ringable(key: str, value: str, region: str) -> str:
                       f"if it really is in use, write it with a trailing '{UNCHECKED_MARK}' (\"{text}{UNCHECKED_MARK}\") to skip this check")
 
 
-def _substitute(value: Any, environ: Mapping[str, str], key: str) -> Any:
-    """Replace ``${NAME}`` (or ``${NAME:-default}``) in every string with the environment's value."""
+class _Budget:
+    """What one config may expand to; `_substitute` spends it and stops at the first limit."""
+
+    __slots__ = ("values", "chars")
+
+    def __init__(self):
+        self.values = 0
+        self.chars = 0
+
+    def spend(self, key: str, depth: int, chars: int = 0) -> None:
+        self.values += 1
+        self.chars += chars
+        where = key or "<file>"
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(where, f"nested deeper than {MAX_CONFIG_DEPTH} levels (MAX_CONFIG_DEPTH); a recursive YAML alias?")
+        if self.values > MAX_CONFIG_VALUES:
+            raise ConfigError(where, f"more than {MAX_CONFIG_VALUES} values once YAML aliases are expanded (MAX_CONFIG_VALUES); "
+                                     "an alias bomb, or data that belongs in a connector's file")
+        if self.chars > MAX_EXPANDED_CHARS:
+            raise ConfigError(where, f"more than {MAX_EXPANDED_CHARS} characters of text after ${{ENV}} substitution (MAX_EXPANDED_CHARS)")
+
+
+def _substitute(value: Any, environ: Mapping[str, str], key: str, budget: _Budget, depth: int = 0) -> Any:
+    """Replace ``${NAME}`` (or ``${NAME:-default}``) in every string with the environment's
+    value; counts what it builds against `budget`, so aliases cannot blow it up."""
     if isinstance(value, str):
         def repl(m: re.Match) -> str:
             name, default = m.group(1), m.group(2)
@@ -515,9 +557,12 @@ def _substitute(value: Any, environ: Mapping[str, str], key: str) -> Any:
             if default is not None:
                 return default
             raise ConfigError(key or "<file>", f"environment variable {name} is not set (set it, or write ${{{name}:-}} to allow it empty)")
-        return _ENV_REF.sub(repl, value)
+        text = _ENV_REF.sub(repl, value) if "${" in value else value
+        budget.spend(key, depth, len(text))
+        return text
+    budget.spend(key, depth)
     if isinstance(value, Mapping):
-        return {k: _substitute(v, environ, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        return {k: _substitute(v, environ, f"{key}.{k}" if key else str(k), budget, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, environ, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_substitute(v, environ, f"{key}[{i}]", budget, depth + 1) for i, v in enumerate(value)]
     return value

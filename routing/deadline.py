@@ -21,9 +21,11 @@ class Deadline:
 
     __slots__ = ("_clock", "started", "expires_at")
 
-    def __init__(self, seconds: float, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, seconds: float, *, clock: Callable[[], float] = time.monotonic, started: float | None = None):
+        """`seconds` from `started` (a reading of `clock`, e.g. when the request reached the
+        server), or from now."""
         self._clock = clock
-        self.started = clock()
+        self.started = clock() if started is None else started
         self.expires_at = self.started + max(0.0, seconds)
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Phone numbers: parse what Exotel and CRMs send, answer in E.164, log only masked.
+"""Phone numbers: parse what Exotel and CRMs send, answer in E.164 (masking: `dialwhom.routing.redact`).
 
     >>> to_e164("09876543210", "IN")
     '+919876543210'
@@ -8,8 +8,6 @@
     '+919876543210'
     >>> to_e164("not a number", "IN") is None
     True
-    >>> mask("+919876543210")
-    '+91*******210'
 """
 
 from __future__ import annotations
@@ -159,32 +157,3 @@ def same_number(stored: str | None, e164: str, region: str = "IN") -> bool:
         return True
     return e164 in numbers_in(stored, region)
 
-
-@lru_cache(maxsize=4096)  # every logged answer masks its caller; callers call again
-def mask(value: str | None) -> str:
-    """A number fit for logs: country code and last three digits only."""
-    if not value:
-        return "-"
-    if is_sip(value):
-        return "sip:***"
-    digits = digits_only(value)
-    if len(digits) <= 5:
-        return "*" * len(digits)
-    head = ""
-    if value.strip().startswith("+"):
-        cc = _country_code(digits)
-        head, digits = "+" + cc, digits[len(cc):]
-    return head + "*" * (len(digits) - 3) + digits[-3:]
-
-
-def _country_code(digits: str) -> str:
-    """The 1-3 leading digits that are a country calling code, or '' if none are."""
-    return _country_code_of(digits[:3])
-
-
-@lru_cache(maxsize=1024)  # at most 1000 three-digit heads: mask runs on every logged answer
-def _country_code_of(head: str) -> str:
-    for n in (1, 2, 3):
-        if phonenumbers.region_code_for_country_code(int(head[:n])) != "ZZ":
-            return head[:n]
-    return ""

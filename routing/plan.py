@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 from dialwhom.routing.availability import team_policy
 from dialwhom.routing.config import Settings
 from dialwhom.routing.model import Match
-from dialwhom.routing.phones import mask, parse_config_number
+from dialwhom.routing.phones import parse_config_number
+from dialwhom.routing.redact import mask
 
 if TYPE_CHECKING:
     from dialwhom.routing.ledger import Moment

@@ -42,6 +42,10 @@ class SharedState(Protocol):
 
     def last_agent(self, caller: str) -> tuple[str, float] | None: ...
 
+    def backlog(self) -> int:
+        """Writes waiting for the store to come back (0 for a store that keeps none)."""
+        ...
+
     def ping(self) -> bool: ...
 
 

@@ -14,10 +14,12 @@ masking for free. One mechanism for the framework's keys and every connector's.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from dialwhom.routing.config_error import ConfigError
+from dialwhom.routing.redact import mask_options, mask_secret, remember_secret
 
 __all__ = ["Field", "Secret", "validate_options", "mask_options"]
 
@@ -30,11 +32,6 @@ class Secret(str):
 
     def masked(self) -> str:
         return mask_secret(self)
-
-
-def mask_secret(value: str) -> str:
-    """Two leading characters and stars: enough to tell two tokens apart, not to use one."""
-    return (value[:2] + "***") if len(value) >= 8 else "***"
 
 
 @dataclass(frozen=True)
@@ -89,7 +86,16 @@ def validate_options(
             raise ConfigError(key, f"{value!r} is not one of {', '.join(map(str, f.choices))}")
         if f.min is not None and value < f.min or f.max is not None and value > f.max:
             raise ConfigError(key, f"{value} is out of range; use {f.min} to {f.max}")
-        out[f.name] = Secret(value) if f.secret else value
+        if f.secret:
+            value = Secret(value)
+            remember_secret(value)  # masked in every outgoing string from now on
+        elif isinstance(value, str):
+            _remember_url_password(value)
+        elif isinstance(value, dict):  # e.g. the http connector's headers: {X-Api-Key: ...}
+            for name, item in value.items():
+                if _SECRET_NAME.search(str(name)) and isinstance(item, str):
+                    remember_secret(item.split()[-1] if item.split() else item)  # 'Bearer <token>'
+        out[f.name] = value
     return out
 
 
@@ -99,6 +105,17 @@ def unknown_key_message(key: str, valid: Iterable[str], what: str) -> str:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return f"unknown key for {what}{hint} (valid keys: {', '.join(valid) or 'none'})"
+
+
+_SECRET_NAME = re.compile(r"auth|token|secret|password|key|signature", re.I)
+
+
+def _remember_url_password(value: str) -> None:
+    """A password written into a URL option (``http://user:pass@host/``) is a secret too."""
+    if "://" in value and "@" in value:
+        userinfo = value.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+        if ":" in userinfo:
+            remember_secret(userinfo.split(":", 1)[1])
 
 
 def _join(prefix: str, key: str) -> str:
@@ -116,8 +133,3 @@ def _coerce(f: Field, value: Any, key: str) -> Any:
         shown = "***" if f.secret else repr(value)
         raise ConfigError(key, f"expected {_TYPE_NAMES.get(f.type, f.type.__name__)}, got {shown}")
     return value
-
-
-def mask_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of `options` safe to print: secrets masked."""
-    return {k: (v.masked() if isinstance(v, Secret) else v) for k, v in options.items()}

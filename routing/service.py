@@ -20,17 +20,19 @@ from typing import Any, Sequence
 
 from dialwhom.routing.availability import Availability, team_policy
 from dialwhom.routing.breaker import CircuitBreaker
+from dialwhom.routing.bulkhead import DEFAULT_MAX_IN_FLIGHT, Bulkhead
 from dialwhom.routing.cache import CallPlans, LookupCache, SingleFlight
 from dialwhom.routing.config import Settings
 from dialwhom.routing.deadline import Deadline
-from dialwhom.routing.errors import BadResponse, ConnectorError
+from dialwhom.routing.errors import BadResponse, ConnectorError, ConnectorTimeout
 from dialwhom.routing.history import LastAgents
 from dialwhom.routing.ledger import MemoryLedger, Moment, RedisLedger
 from dialwhom.routing.metrics import Metrics
 from dialwhom.routing.model import Match, Query
-from dialwhom.routing.phones import mask, parse_config_number
+from dialwhom.routing.phones import parse_config_number
 from dialwhom.routing.ports import Clock, LookupSource, SharedState, SystemClock
 from dialwhom.routing.plan import Plan, arrange, build_plan, candidates, pack_plan, unpack_plan
+from dialwhom.routing.redact import mask
 from dialwhom.routing.request import ExotelRequest
 from dialwhom.routing.trace import Trace
 
@@ -40,6 +42,16 @@ log = logging.getLogger("dialwhom.decision")
 PLAN_MEMO_SIZE = 4096
 #: the longest a Retry-After may keep a connector's breaker open
 MAX_HOLD_S = 300.0
+#: a lookup is not started with less time than this left
+MIN_LOOKUP_S = 0.02
+#: trace outcomes of a connector not asked (see `_admit`)
+BULKHEAD_FULL = "bulkhead-full"
+NO_TIME = "no-time-left"
+_NOT_ASKED = {
+    "breaker-open": "skipped while the connector recovers",
+    BULKHEAD_FULL: "too many lookups in flight to this connector; answered without it",
+    NO_TIME: "the budget was spent before a lookup could start (server queue)",
+}
 
 
 @dataclass(slots=True)
@@ -70,6 +82,7 @@ class RoutingService:
         self.last_agents = LastAgents(settings.last_agent_days, settings.cache.max_entries)
         #: optional `dialwhom.routing.shared.RedisState` when several instances serve one Exotel account
         self.shared = shared
+        max_workers = self._init_bulkheads(settings, max_workers)
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="dialwhom-lookup")
         self.availability = Availability(settings)
         # the ledger shares RedisState's client; another SharedState keeps it in memory
@@ -289,18 +302,21 @@ class RoutingService:
             if running is not None:  # join a call already made (e.g. the breaker's probe)
                 pending.append((c, key, running))
                 continue
-            if not self.breakers[c.id].allow():
-                pending.append((c, key, None))
+            refused = self._admit(c.id, deadline)
+            if refused:
+                pending.append((c, key, refused))
                 continue
-            fut, _ = self.flight.start(key, lambda c=c, key=key: self._executor.submit(self._fetch, c, query, key, deadline))
+            fut, started_here = self.flight.start(key, lambda c=c, key=key: self._executor.submit(self._fetch_admitted, c, query, key, deadline))
+            if not started_here:  # another request started it meanwhile: ours was not needed
+                self.bulkheads[c.id].leave()
             pending.append((c, key, fut))
 
         def ms() -> float:
             return (time.monotonic() - started) * 1000.0
 
         for c, key, item in pending:
-            if item is None:
-                outcome, detail = "breaker-open", "skipped while the connector recovers"
+            if isinstance(item, str):  # not asked: breaker open, bulkhead full, no time left
+                outcome, detail = item, _NOT_ASKED[item]
             elif not isinstance(item, Future):
                 outcome = "cache-hit" if item.match else "cache-negative"
                 self.metrics.looked_up(c.id, outcome)
@@ -359,6 +375,40 @@ class RoutingService:
         self.cache.put(key, match)
         return _Found(match, elapsed * 1000.0)
 
+    # -- bulkheads: a bound on each connector's lookups in flight (issue 12) -------------------
+
+    def _init_bulkheads(self, settings: Settings, max_workers: int) -> int:
+        """One `Bulkhead` per connector; the pool size that lets every admitted lookup run at once."""
+        limits = {cs.id: cs.max_in_flight for cs in settings.connectors}
+        self.bulkheads = {c.id: Bulkhead(c.id, limits.get(c.id, DEFAULT_MAX_IN_FLIGHT)) for c in self.connectors}
+        # a lookup let in never queues in the pool behind another, so the bulkhead is the only bound
+        return max(max_workers, sum(b.limit for b in self.bulkheads.values()))
+
+    def _admit(self, cid: str, deadline: Deadline) -> str | None:
+        """None with a bulkhead place taken (give it back in `_fetch_admitted`), or why the
+        connector is not asked: answering at once beats queueing behind a slow CRM."""
+        if deadline.remaining() < MIN_LOOKUP_S:
+            return NO_TIME  # e.g. the request waited for a server thread until its budget was gone
+        bulkhead = self.bulkheads[cid]
+        if not bulkhead.try_enter():
+            self.metrics.looked_up(cid, BULKHEAD_FULL)
+            return BULKHEAD_FULL
+        if not self.breakers[cid].allow():  # after the bulkhead: a half-open probe is never lost
+            bulkhead.leave()
+            return "breaker-open"
+        return None
+
+    def _fetch_admitted(self, connector: LookupSource, query: Query, key: str, deadline: Deadline) -> _Found:
+        """`_fetch` in the bulkhead place `_admit` took; shed without a call if the deadline went
+        while it waited for a pool thread."""
+        try:
+            if deadline.remaining() < MIN_LOOKUP_S:
+                self.metrics.looked_up(connector.id, "shed")
+                raise ConnectorTimeout(f"{connector.id}: shed, the request's deadline passed before the call started", connector=connector.id)
+            return self._fetch(connector, query, key, deadline)
+        finally:
+            self.bulkheads[connector.id].leave()
+
     def readiness(self) -> dict[str, Any]:
         """The detail behind /readyz: each connector's breaker, cache sizes, shared state."""
         return {
@@ -371,8 +421,9 @@ class RoutingService:
             "cached_lookups": len(self.cache),
             "remembered_calls": len(self.calls),
             "last_agents": len(self.last_agents),
-            "shared_state": None if self.shared is None else {"redis": "up" if self.shared.ping() else "DOWN", "errors": self.shared.errors},
+            "shared_state": None if self.shared is None else {"redis": "up" if self.shared.ping() else "DOWN", "errors": self.shared.errors, "backlog": self.shared.backlog()},
             "lookups_in_flight": len(self.flight),
+            "bulkheads": {cid: b.snapshot() for cid, b in self.bulkheads.items()},
         }
 
 
@@ -387,7 +438,7 @@ def _where(exc: BaseException) -> str:
 
 def _worst(trace: Trace) -> str:
     outcomes = {s.outcome for s in trace.steps}
-    for path in ("timeout", "breaker-open"):
+    for path in ("timeout", "breaker-open", BULKHEAD_FULL, NO_TIME):
         if path in outcomes:
             return path
     if outcomes - {"not-found", "cache-negative"}:

@@ -6,11 +6,9 @@ Logged once per answer and sent back in the ``X-Dialwhom-Trace`` header, so an a
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
 from dataclasses import dataclass, field
 
-from dialwhom.routing.phones import mask
+from dialwhom.routing.redact import mask, outgoing, printable, scrub
 
 #: every decision path (``Trace.path``): the one vocabulary of logs, headers, metrics and docs
 PATHS: dict[str, str] = {
@@ -22,30 +20,12 @@ PATHS: dict[str, str] = {
     "no-key": "the request carried nothing to look up (no caller, CustomField or digits)",
     "timeout": "a connector did not answer in time and nothing else was known",
     "breaker-open": "a failing connector was skipped while it recovers",
+    "bulkhead-full": "a connector had max_in_flight lookups running; answered at once without it",
+    "no-time-left": "the budget was spent (e.g. waiting for a server thread) before a lookup could start",
     "error": "a connector failed and nothing else was known",
     "fallback": "Exotel's Fallback URL: from config alone, no connector asked",
     "error-fallback": "deciding raised a bug; answered from config (and logged)",
 }
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-#: a run of 7+ digits, possibly written with separators or URL-encoded ('%2B9198…')
-_NUMBERISH = re.compile(r"(?:\+|%2[bB])?\d(?:[\d\-. ()]|%20){5,}\d")
-
-
-@lru_cache(maxsize=4096)  # notes repeat (a cached match's notes, the same few phrases)
-def scrub(text: str) -> str:
-    """Free text (connector errors, notes) fit for a log line or a header: one line, numbers masked."""
-    text = _CONTROL.sub(" ", text)
-    return _NUMBERISH.sub(_mask_numberish, text)
-
-
-_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
-
-
-def _mask_numberish(m: re.Match) -> str:
-    if _IPV4.fullmatch(m.group()):  # a CRM host like 10.0.12.34 is no phone, and the admin needs it
-        return m.group()
-    return mask(re.sub("%2[bB]", "+", m.group()).replace("%20", " "))
 
 
 @dataclass(slots=True)
@@ -72,7 +52,8 @@ class Trace:
     #: agents left out of the plan or moved back, and why (availability)
     skips: tuple[str, ...] = ()
     plan: str = ""
-    elapsed_ms: float = 0.0
+    elapsed_ms: float = 0.0  # from arrival at the server, queue wait included
+    queued_ms: float = 0.0  # of which waiting for a server thread
     config: str = ""  # the config version that answered (Settings.version)
 
     def add(self, connector: str, key: str, outcome: str, ms: float = 0.0, detail: str = "") -> None:
@@ -92,9 +73,11 @@ class Trace:
             parts.append("skipped=" + " | ".join(self.skips).replace(";", ","))
         parts.append("plan=" + self.plan)
         parts.append(f"{self.elapsed_ms:.0f}ms")
+        if self.queued_ms >= 1:
+            parts.append(f"queued={self.queued_ms:.0f}ms")
         if self.config:
             parts.append("cfg=" + self.config)
-        text = "; ".join(parts)
+        text = outgoing("; ".join(parts))
         if not text.isascii():
             text = text.encode("ascii", "replace").decode()
         return text[:1500]
@@ -106,8 +89,8 @@ class Trace:
         if self.skips:
             notes += " skipped=[" + " | ".join(self.skips) + "]"
         return (
-            f"decision call={self.call_sid or '-'} caller={mask(caller)} path={self.path} key={self.key or '-'} "
-            f"via={self.connector or '-'} plan=[{self.plan}] steps=[{steps}] elapsed_ms={self.elapsed_ms:.1f} cfg={self.config or '-'}{notes}"
+            f"decision call={printable(self.call_sid)} caller={mask(caller)} path={self.path} key={self.key or '-'} "
+            f"via={self.connector or '-'} plan=[{self.plan}] steps=[{steps}] elapsed_ms={self.elapsed_ms:.1f} queued_ms={self.queued_ms:.1f} cfg={self.config or '-'}{notes}"
         )
 
     def explain(self) -> list[str]:

@@ -29,6 +29,7 @@ from dialwhom.simulator.player import mask_url, simulate
 from dialwhom.simulator.render import render_json, render_transcript
 from dialwhom.simulator.rules import check_body, check_json_body
 
+
 __all__ = [
     "OUTCOMES",
     "Attempt",

@@ -2,42 +2,23 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from dialwhom.simulator.model import IST, MAX_BODY_BYTES, SLOW_MS, USER_AGENT, Attempt, Finding, RequestRecord, SimulationOptions, SimulationResult, check_url
 from dialwhom.simulator.rules import check_body, check_json_body, media_type
+from dialwhom.routing.redact import mask_query_secrets as mask_url  # the simulator's name for it
+from dialwhom.routing.redact import mask_secret_params as _mask_params
 
-_SECRET_KEY_RE = re.compile(r"token|secret|password|passwd|api[_-]?key|signature", re.I)
-_QUERY_SECRET_RE = re.compile(r"(^|[&;])([^&;=]*)=([^&;]*)")
 # --------------------------------------------------------------------------------------------
 # Masking
 # --------------------------------------------------------------------------------------------
-
-
-def mask_url(url: str) -> str:
-    """Hide secret query values (``token=***``) and a password in the URL's user info."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = _QUERY_SECRET_RE.sub(
-        lambda m: f"{m[1]}{m[2]}=***" if _SECRET_KEY_RE.search(m[2]) else m[0], parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _mask_params(params: Mapping[str, str]) -> dict[str, str]:
-    return {k: ("***" if _SECRET_KEY_RE.search(k) else v) for k, v in params.items()}
 
 
 # --------------------------------------------------------------------------------------------

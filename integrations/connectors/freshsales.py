@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 from cachetools import TTLCache
 
 from dialwhom.sdk import (
+    error_code,
     AuthError,
     BadResponse,
     Candidate,
@@ -392,7 +393,8 @@ def _worst(errors: Sequence[ConnectorError]) -> ConnectorError:
 
 
 def _error_message(resp: Response) -> str:
-    """What a Freshsales error body says (``message``, ``errors.message``), digit runs masked."""
+    """What a Freshsales error body says (``message``, ``errors.message``), as `error_code`
+    quotes it: a code as it is, free text withheld (a CRM may echo keys or an email)."""
     try:
         body = resp.json()
     except ConnectorError:
@@ -402,7 +404,7 @@ def _error_message(resp: Response) -> str:
     errors = body.get("errors")
     raw = body.get("message") or (errors.get("message") if isinstance(errors, dict) else errors) or ""
     text = "; ".join(map(str, raw)) if isinstance(raw, list) else str(raw)
-    return _LONG_DIGITS.sub(lambda m: mask(m.group(0)), text)[:200]
+    return error_code(text)
 
 
 def _path(url: str | None) -> str:

@@ -55,6 +55,7 @@ from dialwhom.sdk import (
     TTLMemo,
     as_utc,
     digits_only,
+    error_code,
     mask,
     retry_after_seconds,
     same_number,
@@ -120,7 +121,6 @@ RATE_HEADERS = (
 
 _PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 _NUMERIC_ID = re.compile(r"^[0-9]{1,20}$")
-_LONG_DIGITS = re.compile(r"\d{6,}")
 _NUMBER_SEPARATORS = re.compile(r"[,;/|]| or ", re.IGNORECASE)
 _SCOPE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
@@ -328,13 +328,13 @@ class HubSpotConnector(KeySearch, Connector):
             return self._rate_limited(resp, info, where)
         if status == 400:
             category = info.get("category") or "bad request"
-            return BadResponse(f"{where}: {category}: {_scrub(str(info.get('message') or ''))[:200]}", status=status)
+            return BadResponse(f"{where}: {error_code(category)}: {error_code(info.get('message'))}", status=status)
         category = info.get("category") or ("INVALID_AUTHENTICATION" if status == 401 else "FORBIDDEN")
         hint = "check the credential" if status == 401 else "the credential lacks a scope"
         scopes = _scopes(info)
         if scopes:
             hint += f"; required scopes: {', '.join(scopes)}"
-        return AuthError(f"{where}: {category}: {_scrub(str(info.get('message') or ''))[:160]} ({hint})", status=status)
+        return AuthError(f"{where}: {error_code(category)}: {error_code(info.get('message'))} ({hint})", status=status)
 
     @staticmethod
     def _rate_limited(resp: Response, info: dict, where: str) -> RateLimited:
@@ -878,10 +878,6 @@ def _note_rate(resp: Response, notes: list[str]) -> None:
     if note:
         notes[:] = [n for n in notes if not n.startswith("hubspot rate limit:")] + [note]
 
-
-def _scrub(text: str) -> str:
-    """Vendor messages may echo filter values: mask long digit runs (phone numbers)."""
-    return _LONG_DIGITS.sub(lambda m: mask(m.group(0)), text)
 
 
 def _path(url: str | None) -> str:

@@ -36,6 +36,7 @@ import phonenumbers
 from cachetools import TTLCache
 
 from dialwhom.sdk import (
+    error_code,
     AuthError,
     BadResponse,
     ConfigError,
@@ -158,7 +159,8 @@ class LeadSquaredConnector(KeySearch, Connector):
             return None
         kind, message = _error_info(resp)
         where = f"{self.id}: HTTP {status} from {_path(resp.url)}"
-        detail = f" ({kind}: {message})" if kind or message else ""
+        # the vendor's code is quoted, its free text never (a CRM may echo keys or an email)
+        detail = f" ({error_code(kind)}: {error_code(message)})" if kind or message else ""
         if status == 500:
             # LeadSquared answers bad input with a 500 too (its docs' own example is a missing
             # parameter): those are not outages, retrying or opening the breaker helps nobody.
@@ -440,7 +442,7 @@ def _full_name(user: Mapping[str, Any]) -> str | None:
 
 
 def _error_info(resp: Response) -> tuple[str, str]:
-    """ExceptionType and ExceptionMessage of an error answer (digit runs masked), or blanks."""
+    """ExceptionType and ExceptionMessage of an error answer (read, never quoted), or blanks."""
     try:
         body = resp.json()
     except ConnectorError:
@@ -448,8 +450,8 @@ def _error_info(resp: Response) -> tuple[str, str]:
     if not isinstance(body, dict):
         return "", ""
     kind = str(body.get("ExceptionType") or "")
-    message = _LONG_DIGITS.sub(lambda m: mask(m.group(0)), str(body.get("ExceptionMessage") or body.get("Message") or ""))
-    return kind[:80], message[:200]
+    message = str(body.get("ExceptionMessage") or body.get("Message") or "")
+    return kind[:80], message[:500]
 
 
 def _path(url: str | None) -> str:

@@ -48,7 +48,9 @@ from dialwhom.sdk import (
     Record,
     Response,
     digits_only,
+    error_code,
     mask,
+    scrub,
     pick_record,
     same_number,
     to_e164,
@@ -108,8 +110,6 @@ _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 _PHRASE = re.compile(r"^\d+(?: \d+)+$")
 #: account values allowed into SOQL: nothing with quote, backslash or wildcard meaning
 _ACCOUNT_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{0,79}$")
-#: digit runs of 6+ digits, spaces or dashes between them allowed ("98765 43210")
-_LONG_DIGITS = re.compile(r"\+?\d(?:[ \-]?\d){5,}")
 #: what INVALID_FIELD names (the first refused field only, per Salesforce's messages)
 _NO_COLUMN = re.compile(r"No such column '(\w+)' on entity '(\w+)'")
 _NO_RELATION = re.compile(r"Didn't understand relationship '(\w+)'")
@@ -193,10 +193,6 @@ def soql_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _scrub(text: str) -> str:
-    """Salesforce error messages may echo the query: mask long digit runs (phone numbers)."""
-    return _LONG_DIGITS.sub(lambda m: mask(m.group(0)), text)[:300]
-
 
 def _json(resp: Response, connector: str) -> Any:
     """`resp.json()` whose error names no query string: the SOSL in it holds the caller's digits."""
@@ -204,7 +200,7 @@ def _json(resp: Response, connector: str) -> Any:
         return resp.json()
     except BadResponse as exc:
         text = str(exc).replace(resp.url, resp.url.split("?", 1)[0])
-        raise BadResponse(f"{connector}: {_scrub(text)}", connector=connector, status=resp.status) from None
+        raise BadResponse(f"{connector}: {scrub(text)}", connector=connector, status=resp.status) from None
 
 
 def _error_codes(resp: Response) -> list[tuple[str, str]]:
@@ -521,7 +517,7 @@ class SalesforceConnector(Connector):
             return None
         codes = _error_codes(resp)
         names = {c for c, _ in codes}
-        detail = "; ".join(f"{c}: {_scrub(m)}" for c, m in codes[:2])
+        detail = "; ".join(f"{error_code(c)}: {error_code(m)}" for c, m in codes[:2])
         limit = resp.headers.get("Sforce-Limit-Info")
         if resp.status == 400 and "INVALID_FIELD" in names:
             message = next(m for c, m in codes if c == "INVALID_FIELD")
@@ -878,7 +874,7 @@ class SalesforceConnector(Connector):
         warnings: list[str] = []
         schema = self.schema.load(deadline, force=True)
         if self.schema.error is not None:
-            warnings.append(f"describe could not be read ({self.schema.error.kind}: {_scrub(str(self.schema.error))}); "
+            warnings.append(f"describe could not be read ({self.schema.error.kind}: {scrub(str(self.schema.error))}); "
                             "the user needs Read on " + ", ".join(self._described_objects()))
         else:
             unread = [o for o in self._described_objects() if o not in (schema or {})]

@@ -14,7 +14,9 @@ from dialwhom.sdk import (
     ConnectorUnavailable,
     RateLimited,
     Response,
+    error_code,
     mask,
+    scrub,
     retry_after_seconds,
 )
 
@@ -30,13 +32,7 @@ SCOPES = (
 REFRESHABLE = {"", "INVALID_TOKEN", "INVALID_OAUTHTOKEN", "AUTHENTICATION_FAILURE"}
 RATE_HEADERS = ("X-API-CREDITS-REMAINING", "X-RATELIMIT-LIMIT", "X-RATELIMIT-REMAINING", "X-RATELIMIT-RESET")
 
-_LONG_DIGITS = re.compile(r"\d{6,}")
 _CRM_PATH = re.compile(r"/crm/v[0-9.]+/([^/?]+)(/[^?]*)?")
-
-
-def scrub(text: str) -> str:
-    """Vendor messages may echo search values: mask long digit runs (phone numbers)."""
-    return _LONG_DIGITS.sub(lambda m: mask(m.group(0)), text)
 
 
 def path_of(url: str | None) -> str:
@@ -113,7 +109,7 @@ def classify(resp: Response, *, connector_id: str, api_version: str, auth_hint: 
     info = error_body(resp)
     c = str(info.get("code") or "").upper()
     where = f"{connector_id}: HTTP {status}{' ' + c if c else ''} from {path_of(resp.url)}"
-    message = scrub(str(info.get("message") or ""))[:160]
+    message = error_code(info.get("message"))
     if status == 429 or c == "TOO_MANY_REQUESTS":
         rate = rate_note(resp.headers)
         return RateLimited(f"{where}: Zoho API credits or concurrent-call limit used up" + (f" ({rate})" if rate else ""),

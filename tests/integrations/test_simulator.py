@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from dialwhom.routing.redact import mask_query_secrets
 from dialwhom.simulator import (
     SimulationOptions,
     UsageError,
@@ -22,7 +23,6 @@ from dialwhom.simulator import (
     check_body,
     check_json_body,
     main,
-    mask_url,
     render_transcript,
     simulate,
 )
@@ -429,7 +429,7 @@ def test_token_is_masked_in_the_transcript_and_json(server, capsys):
     assert server.params("/dw")[0]["token"] == "s3cret-value"  # the real value was sent
     assert main([url, "--json", "--timeout", "0.5"]) == 0
     assert "s3cret" not in capsys.readouterr().out
-    assert mask_url("https://u:pw@h/p?a=1&token=t") == "https://u:***@h/p?a=1&token=***"
+    assert mask_query_secrets("https://u:pw@h/p?a=1&token=t") == "https://u:***@h/p?a=1&token=***"
 
 
 def test_transcript_shows_requests_attempts_and_outcome(server, capsys):

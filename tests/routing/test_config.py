@@ -318,7 +318,7 @@ def test_unknown_connector_type_names_the_installed_ones():
     [
         ({"id": "n", "type": "needy", "api_key": "k" * 10}, "connectors[0].url", "required"),
         ({"id": "n", "type": "needy", "url": "https://x"}, "connectors[0].api_key", "environment variable"),
-        ({"id": "n", "type": "needy", "url": "https://x", "api_key": "k", "pagesize": 5}, "connectors[0].pagesize", "did you mean 'page_size'? (valid keys: api_key, enabled, id, page_size, retries, timeout_ms, type, url)"),
+        ({"id": "n", "type": "needy", "url": "https://x", "api_key": "k", "pagesize": 5}, "connectors[0].pagesize", "did you mean 'page_size'? (valid keys: api_key, enabled, id, max_in_flight, page_size, retries, timeout_ms, type, url)"),
         ({"id": "n", "type": "needy", "url": "https://x", "api_key": "k", "page_size": 500}, "connectors[0].page_size", "out of range"),
         ({"id": "n", "type": "needy", "url": "https://x", "api_key": "k", "page_size": "ten"}, "connectors[0].page_size", "whole number"),
         ({"id": "d", "type": "directory"}, "connectors[0].path", "required"),

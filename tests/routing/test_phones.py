@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialwhom.routing.phones import digits_only, is_sip, mask, numbers_in, parse_config_number, same_number, to_e164, variants
+from dialwhom.routing.phones import digits_only, is_sip, numbers_in, parse_config_number, same_number, to_e164, variants
+from dialwhom.routing.redact import mask
 
 MOBILE = "+919876543210"
 LANDLINE = "+918023456789"
