@@ -11,11 +11,18 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import sys
+import os
+import signal
 import time
 from typing import Any, Mapping
 
 from flask import Flask, Response, current_app, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from dialwhom import logs
+from dialwhom.integrations.operations import Watcher, forget_caller
+from dialwhom.integrations.reload import Reloader, source_of
+from dialwhom.integrations.rundir import RunDir
 
 from dialwhom import console
 from dialwhom.integrations.registry import ConnectorType
@@ -23,10 +30,12 @@ from dialwhom.integrations.runtime import Runtime, build_runtime
 from dialwhom.routing.availability import connect_options
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.ports import Clock
+from dialwhom.routing.phones import to_e164
 from dialwhom.routing.redact import install_log_redaction, loggable, mask, outgoing, printable
 from dialwhom.routing.request import QueryString, parse_request
 
 log = logging.getLogger("dialwhom")
+decision_log = logging.getLogger("dialwhom.decision")
 
 #: time kept back from the budget to write the answer
 ANSWER_RESERVE_MS = 25
@@ -40,22 +49,26 @@ def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]
     `registry`: connector types (default: the installed entry points); `clock`: for tests."""
     install_log_redaction()  # every log record, from any library, loses URLs' secrets and control characters
     runtime = build_runtime(config, registry=registry, clock=clock)
-    _setup_logging(runtime.settings.log_level)
+    logs.setup(runtime.settings.log_level, runtime.settings.log_format)
     app = Flask(__name__)
-    app.extensions["dialwhom"] = runtime
+    app.extensions["dialwhom"] = runtime  # swapped whole by a reload (dialwhom.integrations.reload)
+    run_dir = RunDir.from_env()
+    app.extensions["dialwhom.reload"] = Reloader(app.extensions, source_of(config, runtime.settings), registry=registry, run_dir=run_dir)
+    app.extensions["dialwhom.watcher"] = Watcher(app, run_dir).start()
     # Routes on the app itself, not in blueprints: Flask walks a blueprint's hook chains on
     # every request (~10k instructions, bench/instructions.py), and these need none.
     for rule, view, methods in ROUTES:
         app.add_url_rule(rule, view_func=view, methods=methods)
-    if runtime.settings.tokens:  # no hook at all when there is nothing to check
-        app.before_request(_check_token)
+    if runtime.settings.trusted_proxies:  # the access log and request.remote_addr show the caller
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=runtime.settings.trusted_proxies,
+                                x_proto=runtime.settings.trusted_proxies, x_host=runtime.settings.trusted_proxies)
     console.register(app, runtime)  # /console, only when console_token is set (docs/console.md)
     log.info(
-        "dialwhom ready: config=%s connectors=[%s] reps=%d teams=%d budget_ms=%d token=%s",
-        runtime.settings.source,
+        "dialwhom ready: config=%s version=%s connectors=[%s] reps=%d teams=%d budget_ms=%d token=%s pid=%d",
+        runtime.settings.source, runtime.settings.version,
         ", ".join(f"{c.id}:{c.type_name}" for c in runtime.connectors) or "none",
         len(runtime.settings.reps), len(runtime.settings.teams), runtime.settings.budget_ms,
-        "on" if runtime.settings.tokens else "off",
+        "on" if runtime.settings.tokens else "off", os.getpid(),
     )
     return app
 
@@ -71,40 +84,53 @@ def _text(body: str, status: int = 200, trace: str | None = None) -> Response:
     return resp
 
 
-def _check_token() -> Response | None:
-    """Before every Exotel endpoint, when the config sets `token` (registered by `create_app`)."""
-    if request.endpoint not in EXOTEL_ENDPOINTS:  # operators' endpoints need no token
+def _token_refused(rt: Runtime, params) -> Response | None:
+    """403 unless the request carries a configured `token` (checked in every Exotel view, so a
+    reload that adds or removes tokens applies at once)."""
+    tokens = rt.settings.tokens
+    if not tokens:
         return None
-    tokens = _runtime().settings.tokens
-    given = _params().get("token", "")
+    given = params.get("token", "") or ""
     ok = False
     for tok in tokens:  # compare with every token, in constant time, so timing tells nothing
         ok |= hmac.compare_digest(given.encode(), tok.encode())
     return None if ok else _text("forbidden: missing or wrong token\n", 403)
 
 
-def _params() -> QueryString:
-    """The query string's parameters, each read when asked for (see `QueryString`)."""
-    query = request.environ.get("QUERY_STRING", "")
-    if not query.isascii():  # WSGI gives the raw bytes as latin-1; Exotel sends UTF-8
-        query = query.encode("latin-1").decode("utf-8", "replace")
-    return QueryString(query)
+def _params():
+    """The request's parameters: for GET the raw query string, each read when asked for (see
+    `QueryString`: the fast path); for POST a dict of the query merged with the form or JSON
+    body (the body wins), since Exotel's newer docs show POST for some applets."""
+    environ = request.environ  # one context lookup: this runs on every answer
+    if environ["REQUEST_METHOD"] != "POST":
+        query = environ.get("QUERY_STRING", "")
+        if not query.isascii():  # WSGI gives the raw bytes as latin-1; Exotel sends UTF-8
+            query = query.encode("latin-1").decode("utf-8", "replace")
+        return QueryString(query)
+    params = request.args.to_dict()
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if isinstance(body, dict):
+            params.update({str(k): v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+                           for k, v in body.items() if v is not None})
+    else:
+        params.update(request.form.to_dict())
+    return params
 
 
-def _decide(endpoint: str):
+def _decide(rt: Runtime, params, endpoint: str):
     """The decision for this request (never an exception: see `RoutingService.answer`)."""
-    rt = _runtime()
     # From when the request reached the server (the worker stamps it), so time spent queued
     # for a server thread counts against the budget; else from now.
     arrived = request.environ.get(ARRIVED_KEY)
     started = time.monotonic()
     deadline = Deadline((rt.settings.budget_ms - ANSWER_RESERVE_MS) / 1000.0, started=arrived)
-    req = parse_request(_params(), rt.settings.default_region, outcome=False)
+    req = parse_request(params, rt.settings.default_region, outcome=False)
     decision = rt.service.answer(endpoint, req, deadline)
     if arrived is not None:
         decision.trace.queued_ms = (started - arrived) * 1000.0
-    if log.isEnabledFor(logging.INFO):  # the line costs ~3 us to build: not when nobody reads it
-        log.info("%s endpoint=%s", decision.trace.log_line(req.caller or req.caller_raw), endpoint)
+    if decision_log.isEnabledFor(logging.INFO):  # one deque append here (dialwhom.logs)
+        logs.log_decision(decision_log, decision.trace, req.caller or req.caller_raw, endpoint)
     return decision
 
 
@@ -119,7 +145,12 @@ def fallback() -> Response:
 
 
 def _plain_answer(endpoint: str) -> Response:
-    decision = _decide(endpoint)
+    rt = _runtime()
+    params = _params()
+    refused = _token_refused(rt, params)
+    if refused is not None:
+        return refused
+    decision = _decide(rt, params, endpoint)
     body = decision.plan.body()
     if not body:
         # An empty 200 would make Exotel dial nobody and skip its Fallback URL; a 503 makes it
@@ -130,7 +161,12 @@ def _plain_answer(endpoint: str) -> Response:
 
 def connect() -> Response:
     """The Connect applet's Dynamic URL: the same decision as JSON (docs/exotel.md §5)."""
-    decision = _decide("connect")
+    rt = _runtime()
+    params = _params()
+    refused = _token_refused(rt, params)
+    if refused is not None:
+        return refused
+    decision = _decide(rt, params, "connect")
     numbers = decision.plan.numbers
     if not numbers:
         return _text("no number to ring: add 'fallback' numbers to the config\n", 503, decision.trace.header())
@@ -147,9 +183,10 @@ def passthru() -> Response:
     Answers 200 whatever it learnt, so a sync-mode Passthru always takes its 200 branch.
     """
     rt = _runtime()
-    params = request.args.to_dict()
-    if request.method == "POST":
-        params.update(request.form.to_dict())
+    params = _params()
+    refused = _token_refused(rt, params)
+    if refused is not None:
+        return refused
     req = parse_request(params, rt.settings.default_region)
     recorded = rt.service.record_outcome(req)
     log.info(
@@ -167,12 +204,10 @@ def agent_event() -> Response:
     for a number we never offered is recorded as busy for nobody.
     """
     rt = _runtime()
-    params = request.args.to_dict()
-    if request.method == "POST":
-        params.update(request.form.to_dict())
-        body = request.get_json(silent=True) if request.is_json else None
-        if isinstance(body, dict):
-            params.update({k: v for k, v in body.items() if isinstance(v, str)})
+    params = _params()
+    refused = _token_refused(rt, params)
+    if refused is not None:
+        return refused
     try:
         recorded = rt.service.record_agent_event(params.get("CallSid"), params.get("DialWhomNumber"), params.get("Status"))
     except Exception:  # never an error page for Exotel; the bug is logged
@@ -187,34 +222,98 @@ def healthz() -> Response:
     return _text("ok\n")
 
 
+def _ops_refused(rt: Runtime) -> Response | None:
+    """401 unless `ops_token` is unset or sent as ``Authorization: Bearer <ops_token>``."""
+    if rt.settings.ops_token is None:
+        return None
+    return None if _ops_authenticated(rt) else _text("unauthorized: send Authorization: Bearer <ops_token>\n", 401)
+
+
+def _ops_authenticated(rt: Runtime) -> bool:
+    tok = rt.settings.ops_token
+    given = request.headers.get("Authorization", "")
+    return tok is not None and hmac.compare_digest(given.encode(), f"Bearer {tok}".encode())
+
+
 def readyz() -> Response:
-    """Ready once config is loaded and connectors are built; detail shows breakers and caches."""
-    return Response(outgoing(json.dumps(_runtime().service.readiness(), indent=1), one_line=False), mimetype="application/json")
+    """Ready once config is loaded and connectors are built; detail shows breakers, caches,
+    the config version, which worker answered and how the last reload went."""
+    rt = _runtime()
+    refused = _ops_refused(rt)
+    if refused is not None:
+        return refused
+    detail = rt.service.readiness()
+    source = detail.pop("config")
+    reload = current_app.extensions["dialwhom.reload"].status()
+    if reload is not None:  # a time, not a long number (the redaction would mask one)
+        reload = dict(reload, at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reload["at"])))
+    detail.update(config_version=rt.settings.version, worker=os.getpid(), reload=reload)
+    if _ops_authenticated(rt):  # where the config lives is for operators only
+        detail["config"] = source
+    return Response(outgoing(json.dumps(detail, indent=1), one_line=False), mimetype="application/json")
 
 
 def metrics() -> Response:
-    return Response(_runtime().service.scrape(), mimetype="text/plain; version=0.0.4")
+    rt = _runtime()
+    refused = _ops_refused(rt)
+    if refused is not None:
+        return refused
+    return Response(rt.service.scrape(), mimetype="text/plain; version=0.0.4")
+
+
+def _ops_only() -> tuple[Runtime, Response | None]:
+    """The operator actions need `ops_token` configured and sent."""
+    rt = _runtime()
+    if rt.settings.ops_token is None:
+        return rt, _text("forbidden: set ops_token in the config to enable operator actions\n", 403)
+    return rt, _ops_refused(rt)
+
+
+def ops_forget() -> Response:
+    """Drop one caller's cached owner everywhere: this worker, the others (run dir), Redis."""
+    rt, refused = _ops_only()
+    if refused is not None:
+        return refused
+    raw = _params().get("number") or ""
+    e164 = to_e164(raw, rt.settings.default_region)
+    if e164 is None:
+        return _text("bad request: give number=<the caller's number>\n", 400)
+    report = forget_caller(rt, e164)
+    run_dir = current_app.extensions["dialwhom.reload"].run_dir
+    if run_dir is not None:
+        run_dir.post_forget(e164)
+    report["caller"] = mask(e164)
+    report["workers"] = "all (run dir)" if run_dir is not None else "this process"
+    log.info("forgot caller=%s cached_answers=%d redis=%s", mask(e164), report["cached_answers"], report["redis"])
+    return Response(json.dumps(report), mimetype="application/json")
+
+
+def ops_reload() -> Response:
+    """Reload the config: under `dialwhom serve` via the master (every worker), else here."""
+    rt, refused = _ops_only()
+    if refused is not None:
+        return refused
+    reloader = current_app.extensions["dialwhom.reload"]
+    pid = reloader.run_dir.master_pid() if reloader.run_dir is not None else None
+    if pid is not None and pid != os.getpid():
+        os.kill(pid, signal.SIGHUP)
+        return Response(json.dumps({"sent": "SIGHUP", "to": "master"}), 202, mimetype="application/json")
+    result = reloader.reload()
+    return Response(json.dumps(result), 200 if result["ok"] else 422, mimetype="application/json")
 
 
 #: (rule, view, methods): what Exotel calls, then what operators call
 ROUTES = (
-    ("/exotel/dial-whom", dial_whom, ["GET"]),
-    ("/exotel/fallback", fallback, ["GET"]),
-    ("/exotel/connect", connect, ["GET"]),
+    ("/exotel/dial-whom", dial_whom, ["GET", "POST"]),
+    ("/exotel/fallback", fallback, ["GET", "POST"]),
+    ("/exotel/connect", connect, ["GET", "POST"]),
     ("/exotel/passthru", passthru, ["GET", "POST"]),
     ("/exotel/agent-event", agent_event, ["GET", "POST"]),
     ("/healthz", healthz, ["GET"]),
     ("/readyz", readyz, ["GET"]),
     ("/metrics", metrics, ["GET"]),
+    ("/ops/forget", ops_forget, ["POST"]),
+    ("/ops/reload", ops_reload, ["POST"]),
 )
 #: the endpoints the shared-secret `token` guards
 EXOTEL_ENDPOINTS = frozenset(view.__name__ for rule, view, _ in ROUTES if rule.startswith("/exotel/"))
-
-
-def _setup_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("dialwhom").setLevel(level)
-    # The dev server's access log prints full query strings: phone numbers and the token.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)

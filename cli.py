@@ -1,4 +1,4 @@
-"""The ``dialwhom`` command: serve, lookup, check, connectors, simulate."""
+"""The ``dialwhom`` command: serve, reload, forget, lookup, check, connectors, simulate."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from dialwhom.routing.config import ConfigError
@@ -33,7 +34,9 @@ GUNICORN_SETTINGS: dict[str, Any] = {
     # answering malformed requests without echoing them (dialwhom/server.py; README "Running
     # in production" says why threads and not gevent)
     "worker_class": "dialwhom.server.ArrivalThreadWorker",
-    "logger_class": "dialwhom.server.RedactingLogger",
+    # gunicorn's error and access logs redacted (dialwhom.server.RedactingLogger) and in
+    # dialwhom's one format, text or JSON (dialwhom.serve.GunicornLogger, a subclass)
+    "logger_class": "dialwhom.serve.GunicornLogger",
     "limit_request_line": 4094,
     "workers": 1,
     "threads": 32,
@@ -57,6 +60,8 @@ EPILOG = """examples:
   dialwhom lookup --custom-field A-1004       by the CustomField an API call would pass
   dialwhom lookup 09876543210 --at "2026-12-24 19:30" --explain   the plan at another moment
   dialwhom check                              validate config and reach every connector
+  dialwhom reload                             validate, then apply the changed config (kill -HUP)
+  dialwhom forget 09876543210                 drop one caller's cached owner everywhere
   dialwhom connectors                         connector types installed, with packages
   dialwhom simulate http://127.0.0.1:8080/exotel/dial-whom --answers busy,completed
 """
@@ -69,7 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from dialwhom import __version__
+
+    parser.add_argument("--version", action="version", version=f"dialwhom {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def example(text: str) -> dict[str, Any]:
+        return {"epilog": "example:\n  " + text, "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+    def run_dir_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--port", type=int, default=int(os.environ.get("DIALWHOM_PORT", "8080")), help="the port the service listens on (finds its run directory)")
+        p.add_argument("--run-dir", metavar="DIR", help="the service's run directory (default: $DIALWHOM_RUN_DIR, else <tmp>/dialwhom-<port>)")
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--config", metavar="PATH", help="config file (default: $DIALWHOM_CONFIG, ./dialwhom.yaml, then the shipped example)")
@@ -78,10 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("serve", help="run the service", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter))
     p.add_argument("--host", default=os.environ.get("DIALWHOM_HOST", "127.0.0.1"), help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=int(os.environ.get("DIALWHOM_PORT", "8080")), help="port (default 8080)")
-    p.add_argument("--workers", type=int, help="run under gunicorn with N worker processes (production)")
-    p.add_argument("--threads", type=int, default=GUNICORN_SETTINGS["threads"], help="threads per gunicorn worker (default 32)")
+    p.add_argument("--workers", type=_positive("--workers"), help="run under gunicorn with N worker processes (production)")
+    p.add_argument("--threads", type=_positive("--threads"), default=GUNICORN_SETTINGS["threads"], help="threads per gunicorn worker (default 32)")
+    p.add_argument("--run-dir", metavar="DIR", help="pid file, reload verdicts, multi-worker metrics (default: $DIALWHOM_RUN_DIR, else <tmp>/dialwhom-<port>)")
 
-    p = with_config(sub.add_parser("lookup", help="the dial plan for one caller, with the decision trace"))
+    p = sub.add_parser("reload", help="validate the running service's config file, then apply it (no restart)",
+                       **example("dialwhom reload --port 8080     # after editing the service's dialwhom.yaml"))
+    run_dir_args(p)
+    p.add_argument("--wait", type=float, default=10.0, metavar="S", help="seconds to wait for the service's verdict (default 10)")
+
+    p = with_config(sub.add_parser("forget", help="drop one caller's cached owner everywhere (every worker, Redis)",
+                                   **example("dialwhom forget 09876543210 --port 8080   # after moving the account to another owner")))
+    p.add_argument("number", help="the caller's number, in any common format")
+    run_dir_args(p)
+
+    p = with_config(sub.add_parser("lookup", help="the dial plan for one caller, with the decision trace",
+                                   **example("dialwhom lookup 09876543210 --explain")))
     p.add_argument("number", nargs="?", help="the caller's number, in any common format")
     p.add_argument("--custom-field", metavar="V", help="a CustomField value, as Exotel's API would pass it")
     p.add_argument("--digits", metavar="D", help="digits keyed in an IVR")
@@ -91,11 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the answer Exotel would get")
 
-    p = with_config(sub.add_parser("check", help="validate config and reach each connector"))
+    p = with_config(sub.add_parser("check", help="validate config and reach each connector",
+                                   **example("dialwhom check --config /etc/dialwhom/dialwhom.yaml --json")))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
 
-    p = sub.add_parser("connectors", help="list installed connector types")
+    p = sub.add_parser("connectors", help="list installed connector types", **example("dialwhom connectors --json"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     try:
@@ -119,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {
             "serve": cmd_serve,
+            "reload": cmd_reload,
+            "forget": cmd_forget,
             "lookup": cmd_lookup,
             "check": cmd_check,
             "connectors": cmd_connectors,
@@ -126,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         }[args.command](args)
     except ConfigError as exc:
         print(f"dialwhom: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):  # --json: stdout is JSON whatever happens
+            print(json.dumps({"ok": False, "config_error": {"key": exc.key, "message": exc.message}}, indent=1))
         return 2
     except KeyboardInterrupt:
         return 130
@@ -135,34 +167,136 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_serve(args) -> int:
-    from dialwhom.app import create_app
+    from dialwhom.integrations.rundir import RunDir, default_path
 
+    run_dir = RunDir(args.run_dir or default_path(args.port))
+    if args.workers and args.workers > 1:
+        # set before prometheus_client is first imported: it picks its value class at import
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir.metrics_dir)
+    os.environ["DIALWHOM_RUN_DIR"] = str(run_dir.path)  # the workers find it here
+
+    from dialwhom.integrations.reload import validate
+    from dialwhom.serve import ServeState
+
+    settings = validate(args.config)  # fail fast on bad config, before binding
+    run_dir.prepare(pid=os.getpid(), config=str(Path(settings.source).resolve()) if Path(settings.source).is_file() else None,
+                    bind=f"{args.host}:{args.port}")
+    state = ServeState(args.config, settings, run_dir)
     if args.workers is None:
-        app = create_app(args.config)  # fail fast on bad config, before binding
+        from dialwhom.app import create_app
+        from dialwhom.serve import run_dev_server
+
+        app = create_app(settings)
         print(f"dialwhom: development server on http://{args.host}:{args.port}/exotel/dial-whom (use --workers N for production)", file=sys.stderr)
-        app.run(host=args.host, port=args.port, threaded=True)
+        run_dev_server(app, state, args.host, args.port)
         return 0
-    create_app(args.config).extensions["dialwhom"].close()  # validate once in the parent
-    run_gunicorn(args.config, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
+    if args.workers > 1 and settings.shared_state is None:
+        print(f"dialwhom: warning: {args.workers} workers without shared_state: per-call plans and last agents are per worker, "
+              "so a call's repeat request may get another plan; set shared_state.url to a Redis (README, Running in production)", file=sys.stderr)
+    run_gunicorn(state, host=args.host, port=args.port, workers=args.workers, threads=args.threads)
     return 0
 
 
-def run_gunicorn(config: str | None, *, host: str, port: int, workers: int, threads: int) -> None:
-    from gunicorn.app.base import BaseApplication
+def run_gunicorn(state, *, host: str, port: int, workers: int, threads: int) -> None:
+    from dialwhom import serve
 
-    class DialwhomServer(BaseApplication):
-        def load_config(self):
-            settings = dict(GUNICORN_SETTINGS, workers=workers, threads=threads, bind=f"{host}:{port}")
-            for key, value in settings.items():
-                if key in self.cfg.settings:  # older gunicorn lacks some (control_socket_disable)
-                    self.cfg.set(key, value)
+    serve.run_gunicorn(state, dict(GUNICORN_SETTINGS, workers=workers, threads=threads, bind=f"{host}:{port}"))
 
-        def load(self):
-            from dialwhom.app import create_app
 
-            return create_app(config)
+def _positive(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be at least 1 (got {value}): 0 would serve nothing")
+        return value
+    return parse
 
-    DialwhomServer().run()
+
+# -- reload, forget ---------------------------------------------------------------------------
+
+
+def _run_dir(args):
+    from dialwhom.integrations.rundir import RunDir, default_path
+
+    return RunDir(args.run_dir or default_path(args.port))
+
+
+def cmd_reload(args) -> int:
+    import signal
+    import time
+
+    from dialwhom.integrations.reload import validate
+
+    run_dir = _run_dir(args)
+    pid, server = run_dir.master_pid(), run_dir.server() or {}
+    if pid is None or not _alive(pid):
+        print(f"dialwhom reload: no running 'dialwhom serve' with run directory {run_dir.path} (give --port or --run-dir)", file=sys.stderr)
+        return 2
+    _quiet_logs()
+    try:
+        settings = validate(server.get("config"))
+    except ConfigError as exc:
+        print(f"dialwhom reload: refused, nothing sent: {exc}", file=sys.stderr)
+        return 2
+    sent = time.time()
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        status = run_dir.read_status()
+        if status and status.get("at", 0) >= sent:
+            if status.get("ok"):
+                print(f"reloaded: config {status['version']} (was {status.get('from')}); every worker swaps it in now")
+                return 0
+            print(f"dialwhom reload: refused by the service: {status.get('error')}; it keeps serving {status.get('serving')}", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"dialwhom reload: sent SIGHUP to {pid}, no verdict within {args.wait:g} s (config {settings.version} is valid)", file=sys.stderr)
+    return 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def cmd_forget(args) -> int:
+    from dialwhom.integrations.runtime import load_settings, make_shared
+    from dialwhom.routing.phones import to_e164
+
+    run_dir = _run_dir(args)
+    server = run_dir.server() or {}
+    _quiet_logs()
+    settings = load_settings(args.config or server.get("config"))
+    e164 = to_e164(args.number, settings.default_region)
+    if e164 is None:
+        print(f"dialwhom forget: '{args.number}' is not a phone number (region {settings.default_region})", file=sys.stderr)
+        return 2
+    done = []
+    pid = run_dir.master_pid()
+    if pid is not None and _alive(pid):
+        run_dir.post_forget(e164)
+        done.append(f"every worker of the service at {server.get('bind', '?')} (within a second)")
+    shared = make_shared(settings)
+    if shared is not None:
+        try:
+            shared.forget_caller(e164)
+            done.append("Redis")
+        except Exception as exc:
+            print(f"dialwhom forget: Redis failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+    if not done:
+        print(f"dialwhom forget: no running service at {run_dir.path} and no shared_state: nothing holds {mask(e164)}", file=sys.stderr)
+        return 1
+    print(f"forgot {mask(e164)}: " + ", ".join(done))
+    return 0
 
 
 # -- lookup -----------------------------------------------------------------------------------
@@ -228,6 +362,7 @@ def cmd_lookup(args) -> int:
 
 
 def cmd_check(args) -> int:
+    from dialwhom.integrations.base import Connector
     from dialwhom.integrations.runtime import build_runtime
     from dialwhom.routing.model import Query
 
@@ -251,17 +386,22 @@ def cmd_check(args) -> int:
     try:
         for c in rt.connectors:
             entry: dict[str, Any] = {"id": c.id, "type": c.type_name}
-            try:
-                note = c.check(deadline=Deadline.from_ms(max(s.budget_ms, 5000)))
-                entry["check"] = note = scrub(str(note))
-                # a note starting "warn: " is a check that ran only in part, or found a gap
-                warned = note.startswith("warn: ")
-                (out.warn if warned else out.ok)(f"connector {c.id} ({c.type_name}): {note.removeprefix('warn: ')}")
-            except Exception as exc:  # report every failure, whatever its kind
-                problems += 1
-                entry["error"] = scrub(f"{type(exc).__name__}: {exc}")
-                out.bad(f"connector {c.id} ({c.type_name}): {entry['error']}")
-                report["problems"].append(entry["error"])
+            if type(c).check is Connector.check:  # nothing to call: say so, never "ok"
+                entry["check"] = "skipped"
+                hint = "" if s.check_number else "; set check_number to a known customer's number to prove it answers"
+                out.warn(f"connector {c.id} ({c.type_name}): not checked: this type has no connectivity check{hint}")
+            else:
+                try:
+                    note = c.check(deadline=Deadline.from_ms(max(s.budget_ms, 5000)))
+                    entry["check"] = note = scrub(str(note))
+                    # a note starting "warn: " is a check that ran only in part, or found a gap
+                    warned = note.startswith("warn: ")
+                    (out.warn if warned else out.ok)(f"connector {c.id} ({c.type_name}): {note.removeprefix('warn: ')}")
+                except Exception as exc:  # report every failure, whatever its kind
+                    problems += 1
+                    entry["error"] = scrub(f"{type(exc).__name__}: {exc}")
+                    out.bad(f"connector {c.id} ({c.type_name}): {entry['error']}")
+                    report["problems"].append(entry["error"])
             if s.check_number:
                 try:
                     m = c.lookup(Query("phone", s.check_number, "caller"), deadline=Deadline.from_ms(max(s.budget_ms, 5000)))
@@ -278,10 +418,45 @@ def cmd_check(args) -> int:
             report["connectors"].append(entry)
     finally:
         rt.close()
+    if s.shared_state is not None:
+        problem = _check_redis(s, out)
+        report["shared_state"] = problem or "ok"
+        if problem:
+            problems += 1
+            report["problems"].append(problem)
+    report["ok"] = not problems
     if args.json:
         print(json.dumps(report, indent=1))
     out.line("all good" if not problems else f"{problems} problem(s) found")
     return 1 if problems else 0
+
+
+def _check_redis(s, out) -> str | None:
+    """Reach, authenticate and write under the prefix; the problem, or None when all work."""
+    import redis
+
+    where = s.shared_state.url.split("@")[-1]  # never the password
+    client = redis.Redis.from_url(s.shared_state.url, socket_timeout=2, socket_connect_timeout=2)
+    probe = f"{s.shared_state.prefix}check:{os.getpid()}"
+    try:
+        client.ping()
+        client.set(probe, "1", ex=10)
+        if client.get(probe) != b"1":
+            raise redis.RedisError("a value written under the prefix did not read back")
+        client.delete(probe)
+    except redis.AuthenticationError as exc:
+        msg = f"shared_state: Redis at {where} refused the credentials: {exc}"
+    except redis.ResponseError as exc:  # NOPERM, READONLY replica, OOM ...
+        msg = f"shared_state: Redis at {where} does not let us write under '{s.shared_state.prefix}': {exc}"
+    except redis.RedisError as exc:
+        msg = f"shared_state: Redis at {where} unreachable: {type(exc).__name__}: {exc}"
+    else:
+        out.ok(f"shared_state: Redis at {where} reachable, authenticated, '{s.shared_state.prefix}' writable")
+        return None
+    finally:
+        client.close()
+    out.bad(msg)
+    return msg
 
 
 # -- connectors -------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ for p in (str(HERE.parent), str(HERE)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-APPS = ("bare", "dialwhom", "dialwhom-repeat", "dialwhom-avail")
+APPS = ("bare", "dialwhom", "dialwhom-info", "dialwhom-repeat", "dialwhom-avail")
 
 
 def serve(which: str, n: int) -> None:
@@ -48,7 +48,7 @@ def serve(which: str, n: int) -> None:
         for p in paths(200, 200, offset=1):
             call(app, p)
     else:
-        app = build_dialwhom(Path(tempfile.mkdtemp()), 200)
+        app = build_dialwhom(Path(tempfile.mkdtemp()), 200, log_level="INFO" if which == "dialwhom-info" else "WARNING")
         for p in paths(200, 200, offset=1):  # every caller in the lookup cache
             call(app, p)
     ps = paths(n + 200, 200, offset=5)
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     for app in APPS:
         print(f"  {app:<16} {per[app]:9,.0f}")
     print(f"  dialwhom adds {per['dialwhom'] - per['bare']:,.0f} per cached answer ({per['dialwhom'] / per['bare']:.2f}x bare Flask);"
-          f" {per['dialwhom-repeat'] - per['bare']:,.0f} per repeat request of a call")
+          f" {per['dialwhom-repeat'] - per['bare']:,.0f} per repeat request of a call;"
+          f" log_level INFO (a decision line per answer) adds {per['dialwhom-info'] - per['dialwhom']:,.0f} more")
     print(f"  with availability configured (hours, leave, busy ledger): {per['dialwhom-avail'] - per['dialwhom']:+,.0f}"
           f" per cached answer ({per['dialwhom-avail'] / per['dialwhom']:.3f}x)")
     return 0

@@ -349,15 +349,14 @@ def median_run(label: str, runs: list[Run]) -> Run:
                round(max(r.steal_cpu or 0.0 for r in runs), 1))
 
 
-def alternate(rep: "Report", case: str, rounds: int, run_a: Callable[[int], Run], run_b: Callable[[int], Run]) -> tuple[list[Run], list[Run]]:
-    """A and B rounds alternating (A1 B1 A2 B2 ...), each reported as it ends; (A runs, B runs)."""
-    a_runs: list[Run] = []
-    b_runs: list[Run] = []
+def alternate(rep: "Report", case: str, rounds: int, *runners: Callable[[int], Run]) -> tuple[list[Run], ...]:
+    """Rounds alternating (A1 B1 [C1] A2 B2 [C2] ...), each reported as it ends; the runs of each."""
+    results: tuple[list[Run], ...] = tuple([] for _ in runners)
     for r in range(1, rounds + 1):
-        for runs, run in ((a_runs, run_a), (b_runs, run_b)):
+        for runs, run in zip(results, runners, strict=True):
             runs.append(run(r))
             rep.add(case, runs[-1].line())
-    return a_runs, b_runs
+    return results
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -438,13 +437,14 @@ def case_warm(args, procs: Procs, wrk: Wrk, rep: Report) -> None:
     unique = lambda: dict(first=0, cycle=callers, duration=dur, connections=conns)  # noqa: E731
     for srv in (bare, dw, dw_info):  # warm-up: JIT-free Python still has caches, pools and threads to fill
         wrk.run(f"warm-up {srv.name}", srv.url, DIAL_WHOM, first=0, cycle=callers, duration=args.warmup, connections=conns)
-    a_runs, b_runs = alternate(rep, "warm", args.rounds,
-                               lambda r: wrk.run(f"A bare Flask, round {r}", bare.url, DIAL_WHOM, **unique()),
-                               lambda r: wrk.run(f"B dialwhom cache, round {r}", dw.url, DIAL_WHOM, **unique()))
-    a_med, b_med = median_run("A bare Flask (median)", a_runs), median_run("B dialwhom (median)", b_runs)
-    info = wrk.run("B' dialwhom log_level INFO", dw_info.url, DIAL_WHOM, **unique())
+    # B: log_level WARNING (no line per answer); C: the default INFO (one decision line per answer)
+    a_runs, b_runs, c_runs = alternate(rep, "warm", args.rounds,
+                                       lambda r: wrk.run(f"A bare Flask, round {r}", bare.url, DIAL_WHOM, **unique()),
+                                       lambda r: wrk.run(f"B dialwhom cache WARNING, round {r}", dw.url, DIAL_WHOM, **unique()),
+                                       lambda r: wrk.run(f"C dialwhom cache INFO, round {r}", dw_info.url, DIAL_WHOM, **unique()))
+    a_med, b_med = median_run("A bare Flask (median)", a_runs), median_run("B dialwhom WARNING (median)", b_runs)
+    info = median_run("C dialwhom INFO (median)", c_runs)
     repeat = wrk.run("B'' dialwhom, one CallSid", dw.url, DIAL_WHOM.replace("{sid}", sid_prefix() + "0000000001"), **unique())
-    rep.add("warm", info.line())
     rep.add("warm", repeat.line())
     unloaded = {}
     if args.unloaded_connections:
@@ -458,7 +458,12 @@ def case_warm(args, procs: Procs, wrk: Wrk, rep: Report) -> None:
     rep.add("warm", f"medians of rounds (-c{conns}, saturated: latency here is mostly queueing, about {conns} / throughput):")
     rep.add("warm", a_med.line())
     rep.add("warm", b_med.line())
+    rep.add("warm", info.line())
     ratio = b_med.rps / a_med.rps
+    info_ratio = info.rps / a_med.rps
+    info_paired = [c.rps / a.rps for a, c in zip(a_runs, c_runs, strict=True)]
+    rep.add("warm", f"  throughput/bare Flask, side by side: log_level WARNING {ratio:.3f}, log_level INFO (default) {info_ratio:.3f};"
+                    f" INFO per round: {', '.join(f'{r:.3f}' for r in info_paired)}")
     rep.add("warm", f"  ratios B/A: throughput {ratio:.3f}, p50 {b_med.p50_ms / a_med.p50_ms:.2f}x, p99 {b_med.p99_ms / a_med.p99_ms:.2f}x;"
                     f" INFO logging/WARNING throughput {info.rps / b_med.rps:.3f}; one-CallSid (plan cache)/bare {repeat.rps / a_med.rps:.3f}")
     # Each B round runs right after its A round: the pair's ratio cancels slow drifts of a
@@ -479,13 +484,15 @@ def case_warm(args, procs: Procs, wrk: Wrk, rep: Report) -> None:
     rep.add("warm", f"  ratios B/A at {rate} req/s: p50 {pb_med.p50_ms / pa_med.p50_ms:.2f}x, p99 {pb_med.p99_ms / pa_med.p99_ms:.2f}x")
     rep.figures["warm"] = {"A": vars(a_med), "B": vars(b_med), "B_info": vars(info), "B_one_callsid": vars(repeat),
                            "rounds_A": [vars(r) for r in a_runs], "rounds_B": [vars(r) for r in b_runs],
+                           "rounds_C_info": [vars(r) for r in c_runs], "ratio_throughput_info": info_ratio,
                            "ratio_throughput": ratio, "ratio_throughput_paired": paired, "unloaded": unloaded,
                            "paced": {"rate": rate, "A": vars(pa_med), "B": vars(pb_med),
                                      "rounds_A": [vars(r) for r in pa_runs], "rounds_B": [vars(r) for r in pb_runs]}}
-    rep.check("warm", "warm throughput dialwhom/bare Flask", f"{ratio:.3f}", ">= 0.85", ratio >= 0.85)
+    rep.check("warm", "warm throughput dialwhom/bare Flask (log_level WARNING)", f"{ratio:.3f}", ">= 0.85", ratio >= 0.85)
+    rep.check("warm", "warm throughput dialwhom/bare Flask (log_level INFO, the default)", f"{info_ratio:.3f}", ">= 0.85", info_ratio >= 0.85)
     rep.check("warm", f"warm p99 (dialwhom) at {rate} req/s", f"{pb_med.p99_ms:.2f} ms", "< 10 ms", pb_med.p99_ms < 10.0)
     rep.add("warm", f"  (saturated, -c{conns}: dialwhom p99 {b_med.p99_ms:.2f} ms, bare Flask p99 {a_med.p99_ms:.2f} ms)")
-    for run in (*a_runs, *b_runs, info, repeat, *pa_runs, *pb_runs):
+    for run in (*a_runs, *b_runs, *c_runs, repeat, *pa_runs, *pb_runs):
         if any(run.errors.values()):
             rep.add("warm", f"  WARNING: {run.label} had errors {run.errors}")
 

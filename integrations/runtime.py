@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from dialwhom.integrations.base import Connector
 from dialwhom.integrations.registry import ConnectorType, build_connectors
 from dialwhom.routing import config as config_mod
-from dialwhom.routing.config import Settings
+from dialwhom.routing.config import ConnectorSettings, Settings
 from dialwhom.routing.ports import Clock
 from dialwhom.routing.redact import safe_url
 from dialwhom.routing.service import RoutingService
@@ -28,6 +28,12 @@ class Runtime:
     settings: Settings
     connectors: list[Connector]
     service: RoutingService
+    #: the config entry each connector was built from (same order): what a reload compares
+    specs: tuple[ConnectorSettings, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.specs:
+            self.specs = tuple(cs for cs in self.settings.connectors if cs.enabled)
 
     def close(self) -> None:
         self.service.close()
@@ -50,22 +56,31 @@ def build_runtime(
 ) -> Runtime:
     """Validate config and build every connector; raises ConfigError naming the key."""
     settings = load_settings(config)
-    shared = _shared_state(settings)
-    service: list[RoutingService] = []  # filled below; connectors only call back once serving
+    shared = make_shared(settings)
+    connectors, serve = connectors_for(settings, registry, shared)
+    if not settings.fallback:
+        log.warning("config has no 'fallback' numbers: an unknown caller on a line without a team gets no answer")
+    return Runtime(settings, connectors, serve(RoutingService(settings, connectors, shared=shared, clock=clock)))
+
+
+def connectors_for(settings: Settings, registry: Mapping[str, list[ConnectorType]] | None, shared: "RedisState | None"):
+    """(connectors, serve): `serve(service)` names the service whose cache a connector's
+    `context.data_changed()` clears (connectors only call back once serving)."""
+    service: list[RoutingService] = []
 
     def data_changed(connector_id: str) -> None:
         if service:
             dropped = service[0].cache.forget_connector(connector_id)
             log.info("connector=%s data changed: %d cached answers dropped", connector_id, dropped)
 
-    connectors = build_connectors(settings, registry, redis=shared.client if shared else None, data_changed=data_changed)
-    if not settings.fallback:
-        log.warning("config has no 'fallback' numbers: an unknown caller on a line without a team gets no answer")
-    service.append(RoutingService(settings, connectors, shared=shared, clock=clock))
-    return Runtime(settings, connectors, service[0])
+    def serve(svc: RoutingService) -> RoutingService:
+        service.append(svc)
+        return svc
+
+    return build_connectors(settings, registry, redis=shared.client if shared else None, data_changed=data_changed), serve
 
 
-def _shared_state(settings: Settings) -> "RedisState | None":
+def make_shared(settings: Settings) -> "RedisState | None":
     """The Redis shared by several instances, when `shared_state` is configured."""
     if settings.shared_state is None:
         return None

@@ -79,19 +79,19 @@ class LookupCache:
         for m in (self._positive, self._negative, self._stale):
             m.clear()
 
+    def drop(self, keep: Callable[[str], bool]) -> int:
+        """Forget every answer (stale ones too) whose key `keep` rejects; how many entries went."""
+        return sum(len(m.drop(keep)) for m in (self._positive, self._negative, self._stale))
+
     def forget_connector(self, connector_id: str) -> int:
-        """Drop every answer of one connector (its data changed); how many went."""
-        return sum(m.drop_prefix(f"{connector_id}|") for m in (self._positive, self._negative, self._stale))
+        """Drop every answer of one connector (its settings or its data changed); how many went."""
+        prefix = f"{connector_id}|"
+        return self.drop(lambda key: not key.startswith(prefix))
 
     def forget_key(self, query_key: str) -> int:
         """Drop one customer's answers (a `Query.cache_key()`) from every connector."""
         suffix = f"|{query_key}"
-        gone = 0
-        for m in (self._positive, self._negative, self._stale):
-            for k in [k for k in list(m._data) if isinstance(k, str) and k.endswith(suffix)]:
-                m.pop(k)
-                gone += 1
-        return gone
+        return self.drop(lambda key: not key.endswith(suffix))
 
 
 class SingleFlight(Generic[T]):
@@ -238,12 +238,13 @@ class TTLMap:
     def clear(self) -> None:
         self._data.clear()
 
-    def drop_prefix(self, prefix: str) -> int:
-        """Drop every entry whose (string) key starts with `prefix`; how many went."""
-        gone = [k for k in list(self._data) if isinstance(k, str) and k.startswith(prefix)]
-        for k in gone:
-            self._data.pop(k, None)
-        return len(gone)
+    def drop(self, keep: Callable[[Hashable], bool]) -> list[Hashable]:
+        """Remove the entries whose key `keep` rejects; their keys (off the answer path:
+        reloads, forget)."""
+        gone = [key for key in list(self._data) if not keep(key)]
+        for key in gone:
+            self._data.pop(key, None)
+        return gone
 
     def _evict(self) -> None:
         with self._lock:

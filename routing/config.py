@@ -12,6 +12,8 @@ schema when the registry builds them.
 from __future__ import annotations
 
 import atexit
+import hashlib
+import json
 import os
 import re
 from contextlib import ExitStack
@@ -137,6 +139,15 @@ class Settings:
     busy_ttl_s: float = 1800.0
     source: str = "<dict>"
     base_dir: Path = field(default_factory=Path.cwd)
+    # -- operations (issue 14) --
+    #: ``text`` or ``json`` (one JSON object per line)
+    log_format: str = "text"
+    #: optional secret for /metrics, /readyz and the operator endpoints (``Authorization: Bearer``)
+    ops_token: str | None = None
+    #: proxies in front that set X-Forwarded-For/-Proto/-Host (werkzeug ProxyFix); 0 = none
+    trusted_proxies: int = 0
+    #: short hash of the validated config, shown in /readyz and every trace
+    version: str = ""
 
     def __post_init__(self) -> None:
         # Lookups by owner identity and by number, derived once (the settings never change).
@@ -245,6 +256,20 @@ def _lookup_order(value: Any, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _log_format(value: Any, key: str = "log_format") -> str:
+    fmt = str(value).lower()
+    if fmt not in ("text", "json"):
+        raise ConfigError(key, f"'{value}' is not one of text, json")
+    return fmt
+
+
+def _ops_token(value: Any, key: str = "ops_token") -> str | None:
+    token = "" if value is None else str(value).strip()
+    if token and len(token) < 16:
+        raise ConfigError(key, "use at least 16 random characters (best from ${DIALWHOM_OPS_TOKEN})")
+    return token or None
+
+
 def _log_level(value: Any, key: str = "log_level") -> str:
     level = str(value).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -293,6 +318,9 @@ TOP_LEVEL: tuple[Field, ...] = (
     Field("last_agent_days", float, default=30.0, min=0, max=365),
     Field("check_number", str, default=""),
     Field("console_token", parse=lambda v, k: _console_token(v, k), secret=True, help="the operator console's sign-in secret (/console); unset: no console"),
+    Field("log_format", default="text", parse=_log_format, help="text, or json (one object per line)"),
+    Field("ops_token", parse=_ops_token, help="secret for /metrics, /readyz and /ops/*"),
+    Field("trusted_proxies", int, default=0, min=0, max=5, help="proxies that set X-Forwarded-*"),
     *availability.TOP,
 )
 CACHE: tuple[Field, ...] = (
@@ -354,10 +382,7 @@ def from_mapping(
     def number(key: str, value: Any) -> str:
         if not isinstance(value, (str, int)) or not str(value).strip():
             raise ConfigError(key, "expected a phone number as a string, e.g. \"+919800000001\"")
-        parsed = parse_config_number(str(value), region)
-        if parsed is None:
-            raise ConfigError(key, f"'{value}' is not a phone number (write it in E.164, e.g. +919800000001, or as sip:<id>)")
-        return parsed
+        return _ringable(key, str(value), region)
 
     def numbers(key: str, value: Any) -> tuple[str, ...]:
         items = value if isinstance(value, list) else [value]
@@ -466,16 +491,50 @@ def from_mapping(
         console_token=top["console_token"],
         source=source,
         base_dir=base_dir or Path.cwd(),
+        log_format=top["log_format"],
+        ops_token=top["ops_token"],
+        trusted_proxies=top["trusted_proxies"],
+        version=config_version(data),
     )
 
 
 def _check_number(value: str, region: str) -> str | None:
     if not value:
         return None
-    parsed = parse_config_number(value, region)
+    return _ringable("check_number", value, region)
+
+
+def config_version(data: Mapping[str, Any]) -> str:
+    """A short hash of the config as validated (after ``${ENV}``): equal configs, equal versions."""
+    canonical = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    # letters only: a run of digits in a log line or header is masked as if it were a number
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10].translate(_HEX_TO_LETTERS)
+
+
+_HEX_TO_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijkmnpqr")
+
+
+#: written after a number, it means "ring this as written": a range phonenumbers does not know yet
+UNCHECKED_MARK = "!"
+
+
+def _ringable(key: str, value: str, region: str) -> str:
+    """A config number in E.164 (or a ``sip:`` id) that phonenumbers says can ring.
+
+    A number of a possible length but not valid (one digit short or long) would be sent to
+    Exotel and never ring: a config error, unless written with a trailing ``!``.
+    """
+    text = value.strip()
+    unchecked = text.endswith(UNCHECKED_MARK)
+    if unchecked:
+        text = text[:-1].rstrip()
+    parsed = parse_config_number(text, region)
     if parsed is None:
-        raise ConfigError("check_number", f"'{value}' is not a phone number")
-    return parsed
+        raise ConfigError(key, f"'{value}' is not a phone number (write it in E.164, e.g. +919800000001, or as sip:<id>)")
+    if unchecked or parsed.startswith("sip:") or phonenumbers.is_valid_number(phonenumbers.parse(parsed)):
+        return parsed
+    raise ConfigError(key, f"'{value}' cannot ring: it is not a valid number for its country (a digit short or long?); "
+                      f"if it really is in use, write it with a trailing '{UNCHECKED_MARK}' (\"{text}{UNCHECKED_MARK}\") to skip this check")
 
 
 class _Budget:

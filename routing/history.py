@@ -27,5 +27,15 @@ class LastAgents:
         hit = self._agents.get(caller)
         return None if hit is None else (hit[0], time.time() - hit[1])
 
+    def forget(self, caller: str) -> bool:
+        """Drop what we learnt about `caller`; True if there was something."""
+        had = self._agents.get(caller) is not None
+        self._agents.pop(caller)
+        return had
+
+    def drop(self, keep) -> int:
+        """Forget the callers `keep` rejects (see `TTLMap.drop`)."""
+        return len(self._agents.drop(keep))
+
     def __len__(self) -> int:
         return len(self._agents)

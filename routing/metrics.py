@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import bisect
+import os
 import threading
 from collections import deque
 from typing import Iterator
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 #: updates queued before the request that queues the next one applies them
@@ -26,7 +27,10 @@ class Metrics:
     the tallies into the usual counter and histogram series when Prometheus asks.
     """
 
-    def __init__(self):
+    def __init__(self, *, multiprocess: bool | None = None):
+        #: several gunicorn workers: prometheus_client's multiprocess mode (files in
+        #: $PROMETHEUS_MULTIPROC_DIR, set up by `dialwhom serve`), summed over workers at a scrape
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")) if multiprocess is None else multiprocess
         self.registry = CollectorRegistry()
         self._pending: deque[tuple[str, str, str, float | None]] = deque()
         self._drain_lock = threading.Lock()
@@ -34,9 +38,17 @@ class Metrics:
         self._counts: dict[tuple[str, str, str], int] = {}
         #: (kind, name) -> [bucket counts..., count in +Inf, sum]
         self._times: dict[tuple[str, str], list[float]] = {}
-        self.registry.register(_Collector(self))
-        self.breaker_open = Gauge("dialwhom_breaker_open", "1 while a connector's breaker is open or half-open", ["connector"], registry=self.registry)
-        self.rate_limit_remaining = Gauge("dialwhom_rate_limit_remaining", "Last rate-limit remaining value a CRM reported", ["connector"], registry=self.registry)
+        if self.multiprocess:
+            self._shared = {kind: (Counter(c[0], c[1], c[2], registry=None),
+                                   Histogram(h[0], h[1], h[2], buckets=_BUCKETS, registry=None) if h else None)
+                            for kind, (c, h) in _Collector.SERIES.items()}
+        else:
+            self.registry.register(_Collector(self))
+        gauge_registry = None if self.multiprocess else self.registry
+        self.breaker_open = Gauge("dialwhom_breaker_open", "1 while a connector's breaker is open or half-open", ["connector"],
+                                  registry=gauge_registry, multiprocess_mode="max")
+        self.rate_limit_remaining = Gauge("dialwhom_rate_limit_remaining", "Last rate-limit remaining value a CRM reported", ["connector"],
+                                          registry=gauge_registry, multiprocess_mode="min")
 
     def decided(self, endpoint: str, path: str, seconds: float) -> None:
         """Count one answer and its time."""
@@ -63,11 +75,20 @@ class Metrics:
         finally:
             self._drain_lock.release()
 
+    def flush(self) -> None:
+        """Apply everything queued now (a scrape, or the watcher's tick in multiprocess mode)."""
+        self._drain(wait=True)
+
     def _tally(self) -> None:
         """Apply the queue to the counts (the caller holds `_drain_lock`)."""
         counts, times = self._counts, self._times
         while self._pending:
             kind, name, outcome, seconds = self._pending.popleft()
+            if self.multiprocess:  # written to this worker's files, read by every worker's scrape
+                counter, histogram = self._shared[kind]
+                counter.labels(name, outcome).inc()
+                if seconds is not None and histogram is not None:
+                    histogram.labels(name).observe(seconds)
             key = (kind, name, outcome)
             counts[key] = counts.get(key, 0) + 1
             if seconds is not None:
@@ -84,7 +105,14 @@ class Metrics:
             return dict(self._counts), {k: list(v) for k, v in self._times.items()}
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        self.flush()
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
 
 
 class _Collector:

@@ -27,9 +27,12 @@ def is_sip(value: str) -> bool:
     return value.lstrip()[:4].lower() == "sip:"
 
 
+_NOT_ASCII_DIGIT = re.compile(r"[^0-9]+")
+
+
 def digits_only(value: str) -> str:
     """Only the ASCII digits of `value` (safe to put inside any query syntax)."""
-    return "".join(ch for ch in value if "0" <= ch <= "9")
+    return _NOT_ASCII_DIGIT.sub("", value)
 
 
 @lru_cache(maxsize=4096)

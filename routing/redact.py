@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 import threading
 from typing import Any, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -38,6 +39,7 @@ __all__ = [
 # -- phone numbers ----------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)  # every logged answer masks its caller; callers call again
 def mask(value: str | None) -> str:
     """A number fit for logs: country code and last three digits only."""
     if not value:
@@ -185,6 +187,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_RUN = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
+@lru_cache(maxsize=4096)  # a decision line scrubs the same notes again and again
 def scrub(text: str) -> str:
     """Free text (connector errors, notes) fit for a log line or a header: one line, URLs made
     safe, secrets and numbers masked."""

@@ -95,6 +95,10 @@ class RoutingService:
         #: teams whose plan changes with every call (rotation): never remembered
         self._rotating = frozenset(t for t, team in settings.teams.items() if team_policy(team, "order") == "round-robin")
 
+    def close_pool(self) -> None:
+        """Stop the lookup threads once idle (a reload retires this service, not its connectors)."""
+        self._executor.shutdown(wait=False)
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.recent.close()
@@ -105,13 +109,17 @@ class RoutingService:
 
     def scrape(self) -> bytes:
         """The Prometheus text for /metrics, with the gauges read at scrape time."""
+        self.set_gauges()
+        return self.metrics.render()
+
+    def set_gauges(self) -> None:
+        """Breaker and rate-limit gauges from the connectors' current state."""
         for cid, breaker in self.breakers.items():
             self.metrics.breaker_open.labels(cid).set(0 if breaker.state == "closed" else 1)
         for c in self.connectors:
             remaining = getattr(c, "rate_limit_remaining", None)
             if remaining is not None:
                 self.metrics.rate_limit_remaining.labels(c.id).set(remaining)
-        return self.metrics.render()
 
     # -- answers -------------------------------------------------------------------------------
 
@@ -242,6 +250,7 @@ class RoutingService:
         if plan.notes:
             trace.notes.extend(plan.notes)
         trace.elapsed_ms = deadline.elapsed_ms()
+        trace.config = self.settings.version
         return Decision(plan, trace)
 
     def _compute(self, req: ExotelRequest, deadline: Deadline, trace: Trace) -> Plan:

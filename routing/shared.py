@@ -126,6 +126,10 @@ class RedisState:
         agent, when = json.loads(raw)
         return agent, time.time() - when
 
+    def forget_caller(self, caller: str) -> int:
+        """Delete what Redis holds about one caller (the last agent); raises if Redis fails."""
+        return int(self.client.delete(f"{self.prefix}agent:{caller}"))
+
     def ping(self) -> bool:
         try:
             up = bool(self.client.ping())

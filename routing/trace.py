@@ -54,6 +54,7 @@ class Trace:
     plan: str = ""
     elapsed_ms: float = 0.0  # from arrival at the server, queue wait included
     queued_ms: float = 0.0  # of which waiting for a server thread
+    config: str = ""  # the config version that answered (Settings.version)
 
     def add(self, connector: str, key: str, outcome: str, ms: float = 0.0, detail: str = "") -> None:
         self.steps.append(Step(connector, key, outcome, ms, detail))
@@ -74,6 +75,8 @@ class Trace:
         parts.append(f"{self.elapsed_ms:.0f}ms")
         if self.queued_ms >= 1:
             parts.append(f"queued={self.queued_ms:.0f}ms")
+        if self.config:
+            parts.append("cfg=" + self.config)
         text = outgoing("; ".join(parts))
         if not text.isascii():
             text = text.encode("ascii", "replace").decode()
@@ -87,7 +90,7 @@ class Trace:
             notes += " skipped=[" + " | ".join(self.skips) + "]"
         return (
             f"decision call={printable(self.call_sid)} caller={mask(caller)} path={self.path} key={self.key or '-'} "
-            f"via={self.connector or '-'} plan=[{self.plan}] steps=[{steps}] elapsed_ms={self.elapsed_ms:.1f} queued_ms={self.queued_ms:.1f}{notes}"
+            f"via={self.connector or '-'} plan=[{self.plan}] steps=[{steps}] elapsed_ms={self.elapsed_ms:.1f} queued_ms={self.queued_ms:.1f} cfg={self.config or '-'}{notes}"
         )
 
     def explain(self) -> list[str]:

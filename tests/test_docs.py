@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 CONFIG_BLOCK = README.split("## Configuration", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
 # Settings fields that are not config keys, or are spelt differently in YAML
-NOT_KEYS = {"source", "base_dir"}
+NOT_KEYS = {"source", "base_dir", "version"}
 RENAMED = {"tokens": "token"}
 
 
