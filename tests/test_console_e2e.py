@@ -4,13 +4,9 @@ over real HTTP, showing a call made through /exotel/dial-whom."""
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import pytest
+from served import serving
 import requests
 import yaml
 from sample import ASHA, ASHA_CUSTOMER, sample_config
@@ -21,49 +17,22 @@ ROOT = Path(__file__).resolve().parent.parent
 CONSOLE_TOKEN = "gunicorn-console-0123456789abcdef"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_console_under_gunicorn(tmp_path):
     config = sample_config(console_token=CONSOLE_TOKEN, connectors=[{"id": "accounts", "type": "directory", "path": str(ROOT / "examples" / "accounts.csv")}])
     (tmp_path / "dialwhom.yaml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    with open(tmp_path / "server.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from dialwhom.cli import main; sys.exit(main(sys.argv[1:]))",
-             "serve", "--config", str(tmp_path / "dialwhom.yaml"), "--port", str(port), "--workers", "1", "--threads", "4"],
-            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(200):
-                try:
-                    if requests.get(base + "/healthz", timeout=0.5).status_code == 200:
-                        break
-                except requests.RequestException:
-                    time.sleep(0.05)
-            else:
-                pytest.fail("gunicorn did not start: " + (tmp_path / "server.log").read_text())
-            with requests.Session() as browser:
-                assert browser.post(base + "/console/login", data={"token": "wrong-token-0123456789abcdef"}).status_code == 403
-                signed = browser.post(base + "/console/login", data={"token": CONSOLE_TOKEN}, allow_redirects=False)
-                assert signed.status_code == 303 and "HttpOnly" in signed.headers["Set-Cookie"]
-                assert requests.get(base + "/exotel/dial-whom", params={"CallSid": "g-1", "CallFrom": ASHA_CUSTOMER}, timeout=5).text.startswith(ASHA)
-                (entry,) = browser.get(base + "/console/api/decisions", timeout=5).json()["decisions"]
-                assert entry["path"] == "fresh" and entry["first"] == {"number": mask(ASHA), "why": "owner"}
-                pages = {p: browser.get(f"{base}/console/{p}", timeout=5) for p in ("live", "now", "charts", "try")}
-                assert all(r.status_code == 200 for r in pages.values())
-                assert mask("+919876543210") in pages["live"].text
-                assert browser.get(base + "/console/static/console.js").status_code == 200
-                for r in pages.values():
-                    assert "9876543210" not in r.text and ASHA not in r.text and CONSOLE_TOKEN not in r.text
-                assert re.search(r"<svg", pages["charts"].text)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with serving(tmp_path / "dialwhom.yaml", "--workers", "1", "--threads", "4", cwd=tmp_path) as (base, log_path):
+        with requests.Session() as browser:
+            assert browser.post(base + "/console/login", data={"token": "wrong-token-0123456789abcdef"}).status_code == 403
+            signed = browser.post(base + "/console/login", data={"token": CONSOLE_TOKEN}, allow_redirects=False)
+            assert signed.status_code == 303 and "HttpOnly" in signed.headers["Set-Cookie"]
+            assert requests.get(base + "/exotel/dial-whom", params={"CallSid": "g-1", "CallFrom": ASHA_CUSTOMER}, timeout=5).text.startswith(ASHA)
+            (entry,) = browser.get(base + "/console/api/decisions", timeout=5).json()["decisions"]
+            assert entry["path"] == "fresh" and entry["first"] == {"number": mask(ASHA), "why": "owner"}
+            pages = {p: browser.get(f"{base}/console/{p}", timeout=5) for p in ("live", "now", "charts", "try")}
+            assert all(r.status_code == 200 for r in pages.values())
+            assert mask("+919876543210") in pages["live"].text
+            assert browser.get(base + "/console/static/console.js").status_code == 200
+            for r in pages.values():
+                assert "9876543210" not in r.text and ASHA not in r.text and CONSOLE_TOKEN not in r.text
+            assert re.search(r"<svg", pages["charts"].text)
     assert CONSOLE_TOKEN not in (tmp_path / "server.log").read_text()

@@ -3,8 +3,6 @@ driven by `dialwhom simulate` exactly as Exotel's Connect applet would drive it 
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -13,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
+from served import serving
 import yaml
 
 from dialwhom.simulator import SimulationOptions, simulate
@@ -25,12 +23,6 @@ OWNERS = {
     "+919876543210": {"email": "asha@example.com", "name": "Asha"},
     "+919123456780": {"id": "u-9", "phone": "+919811111111"},  # no reps entry: the CRM's phone
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -58,31 +50,8 @@ def service(crm, tmp_path_factory):
     }
     path = folder / "dialwhom.yaml"
     path.write_text(yaml.safe_dump(config))
-    port = _free_port()
-    log = open(folder / "server.log", "w")
-    env = dict(os.environ)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from dialwhom.cli import main; sys.exit(main(sys.argv[1:]))",
-         "serve", "--config", str(path), "--port", str(port), "--workers", "1"],
-        cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if requests.get(base + "/healthz", timeout=0.5).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("gunicorn did not start: " + (folder / "server.log").read_text())
-    yield base, folder / "server.log"
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serving(path, "--workers", "1", cwd=folder) as served:
+        yield served
 
 
 def _urls(base: str) -> tuple[str, str]:

@@ -12,15 +12,13 @@ bench/overload.py measures the real figures.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from served import serving
 import requests
 import yaml
 
@@ -30,12 +28,6 @@ BUDGET_MS = 600
 SLACK_MS = 150
 KNOWN = "+919876543210"  # in the fault server's data: cached before the CRM slows down
 TOKEN = "overload-token-0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -57,34 +49,11 @@ def server(crm, tmp_path_factory):
     }
     path = folder / "dialwhom.yaml"
     path.write_text(yaml.safe_dump(config))
-    port = _free_port()
-    log_path = folder / "server.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from dialwhom.cli import main; sys.exit(main(sys.argv[1:]))",
-         "serve", "--config", str(path), "--port", str(port), "--workers", "1", "--threads", "3"],
-        cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if requests.get(base + "/healthz", timeout=0.5).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("gunicorn did not start: " + log_path.read_text())
-    crm.mode = "ok"
-    assert _ask(base, KNOWN, "CA-warm")[1] == 200  # now cached
-    crm.mode = "slow:1400"
-    yield base, log_path
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serving(path, "--workers", "1", "--threads", "3", cwd=folder) as (base, log_path):
+        crm.mode = "ok"
+        assert _ask(base, KNOWN, "CA-warm")[1] == 200  # now cached
+        crm.mode = "slow:1400"
+        yield base, log_path
 
 
 def _ask(base: str, caller: str, sid: str) -> tuple[float, int, str, str]:
