@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import sample
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from dialwhom.routing.model import Match, Owner
 
 IST = ZoneInfo("Asia/Kolkata")
-ASHA, VIKRAM, NORTH3, RAVI = "+919800000001", "+919800000002", "+919800000003", "+919800000004"
+ASHA, VIKRAM, NORTH3, RAVI = sample.ASHA, sample.VIKRAM, sample.NORTH3, "+919800000004"
 OMAR, EAST2 = "+971500000001", "+919800000022"
 NINA, NIGHT2 = "+919800000031", "+919800000032"
-FALLBACK = "+918000000000"
-LINE_NORTH = "+918039513882"
+FALLBACK = sample.FALLBACK
+LINE_NORTH = sample.LINE_NORTH
 
 
 def config(**changes):

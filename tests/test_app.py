@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 import importlib
 import json
 import logging
@@ -224,7 +225,7 @@ def test_fallback_endpoint(client):
 
 def test_fallback_endpoint_never_calls_a_connector(isolated, make_app):
     MustNotBeCalled.calls = []
-    a = make_app(with_fallback(connectors=[{"id": "crm", "type": "forbidden"}], teams={"north": {"backup": [VIKRAM]}}, lines={"+918039513882": "north"}), [MustNotBeCalled])
+    a = make_app(with_fallback(connectors=[{"id": "crm", "type": "forbidden"}], teams={"north": {"backup": [VIKRAM]}}, lines={sample.LINE_NORTH: "north"}), [MustNotBeCalled])
     c = a.test_client()
     for params in (FIRST, {"CustomField": "A-1"}, {"digits": '"9876543210"'}, {}):
         r = dial(c, params, path="/exotel/fallback")

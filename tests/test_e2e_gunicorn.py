@@ -3,6 +3,7 @@ driven by `dialwhom simulate` exactly as Exotel's Connect applet would drive it 
 
 from __future__ import annotations
 
+import sample
 import subprocess
 import sys
 import threading
@@ -40,12 +41,12 @@ def service(crm, tmp_path_factory):
         "token": TOKEN,
         "connectors": [{"id": "crm", "type": "http", "url": crm.template, "timeout_ms": 1000}],
         "reps": [
-            {"owner": "asha@example.com", "phone": "+919800000001", "team": "north"},
-            {"owner": "vikram@example.com", "phone": "+919800000002", "team": "north"},
+            {"owner": "asha@example.com", "phone": sample.ASHA, "team": "north"},
+            {"owner": "vikram@example.com", "phone": sample.VIKRAM, "team": "north"},
         ],
-        "teams": {"north": {"backup": ["+919800000002", "+919800000003"]}, "south": {"backup": ["+919800000012"]}},
-        "fallback": ["+918000000000"],
-        "lines": {"+918039513882": "south"},
+        "teams": {"north": {"backup": [sample.VIKRAM, sample.NORTH3]}, "south": {"backup": [sample.RAHUL]}},
+        "fallback": [sample.FALLBACK],
+        "lines": {sample.LINE_NORTH: "south"},
         "breaker": {"failures": 3, "cooldown_s": 60},
     }
     path = folder / "dialwhom.yaml"
@@ -62,7 +63,7 @@ def test_known_caller_reaches_the_owner_on_the_first_attempt(service):
     primary, fallback = _urls(service[0])
     result = simulate(primary, options=SimulationOptions(fallback_url=fallback, caller="09876543210", answers=["completed"]))
     assert result.contract_kept, result.violations
-    assert result.answered_by == "+919800000001"
+    assert result.answered_by == sample.ASHA
     assert len(result.attempts) == 1
     assert result.requests[0].status == 200
 
@@ -71,8 +72,8 @@ def test_owner_busy_then_team_backup_answers_with_the_same_plan(service):
     primary, fallback = _urls(service[0])
     result = simulate(primary, options=SimulationOptions(fallback_url=fallback, caller="09876543210", answers=["busy", "completed"]))
     assert result.contract_kept, result.violations
-    assert [a.dialled for a in result.attempts] == ["+919800000001", "+919800000002"]
-    assert result.answered_by == "+919800000002"
+    assert [a.dialled for a in result.attempts] == [sample.ASHA, sample.VIKRAM]
+    assert result.answered_by == sample.VIKRAM
     assert result.requests[1].params["DialCallStatus"] == "busy"
     assert result.requests[0].body == result.requests[1].body  # one call, one plan
 
@@ -87,15 +88,15 @@ def test_unknown_caller_gets_the_lines_team(service):
     primary, fallback = _urls(service[0])
     result = simulate(primary, options=SimulationOptions(fallback_url=fallback, caller="09000000001", exophone="08039513882", answers=["no-answer", "completed"]))
     assert result.contract_kept, result.violations
-    assert [a.dialled for a in result.attempts] == ["+919800000012", "+918000000000"]
-    assert result.answered_by == "+918000000000"
+    assert [a.dialled for a in result.attempts] == [sample.RAHUL, sample.FALLBACK]
+    assert result.answered_by == sample.FALLBACK
 
 
 def test_fetch_after_attempt_off_walks_the_first_list(service):
     primary, _ = _urls(service[0])
     result = simulate(primary, options=SimulationOptions(caller="09876543210", fetch_after_attempt=False, answers=["busy", "no-answer", "completed"]))
     assert len(result.requests) == 1
-    assert result.answered_by == "+919800000003"
+    assert result.answered_by == sample.NORTH3
 
 
 def test_wrong_token_is_refused_and_the_fallback_url_answers(service):
@@ -104,7 +105,7 @@ def test_wrong_token_is_refused_and_the_fallback_url_answers(service):
         fallback_url=f"{base}/exotel/fallback?token={TOKEN}", caller="09876543210", exophone="08039513882", answers=["completed"]))
     assert result.requests[0].status == 403
     assert result.requests[1].target == "fallback"
-    assert result.answered_by == "+919800000012"  # the line's team, from config alone
+    assert result.answered_by == sample.RAHUL  # the line's team, from config alone
 
 
 def test_primary_returning_500_makes_exotel_use_the_fallback(service, crm):
@@ -116,7 +117,7 @@ def test_primary_returning_500_makes_exotel_use_the_fallback(service, crm):
     finally:
         broken.stop()
     assert [r.target for r in result.requests] == ["primary", "fallback"]
-    assert result.answered_by == "+919800000012"  # the line's team, from config alone
+    assert result.answered_by == sample.RAHUL  # the line's team, from config alone
 
 
 def test_the_simulators_limit_defaults_to_exotels_ten_seconds():
@@ -137,7 +138,7 @@ def test_primary_hanging_past_the_limit_makes_exotel_use_the_fallback(service):
     assert 1.45 <= elapsed < 3
     assert result.requests[0].target == "primary" and result.requests[0].status is None
     assert result.requests[1].target == "fallback"
-    assert result.answered_by == "+919800000012"
+    assert result.answered_by == sample.RAHUL
     assert not result.contract_kept  # the caller waited the whole limit in silence: reported
 
 
@@ -169,13 +170,13 @@ def test_an_empty_200_is_reported_as_nobody_dialled(service):
 def test_crm_down_still_answers_in_budget_with_the_last_known_owner(service, crm):
     primary, fallback = _urls(service[0])
     warm = simulate(primary, options=SimulationOptions(caller="09876543210", answers=["completed"]))
-    assert warm.answered_by == "+919800000001"
+    assert warm.answered_by == sample.ASHA
     crm.mode = "hang"
     try:
         result = simulate(primary, options=SimulationOptions(fallback_url=fallback, caller="09876543210", answers=["completed"]))
     finally:
         crm.mode = "ok"
-    assert result.answered_by == "+919800000001"
+    assert result.answered_by == sample.ASHA
     assert result.requests[0].elapsed_ms < 1500 + 200
 
 
@@ -187,7 +188,7 @@ def test_the_simulate_command_line_exits_zero_on_a_good_url(service):
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "+919800000002" in out.stdout
+    assert sample.VIKRAM in out.stdout
     assert TOKEN not in out.stdout  # the transcript masks the token
 
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import sample
 import os
 import shutil
 import subprocess
@@ -37,8 +38,8 @@ def stack(tmp_path_factory):
     (d / "dialwhom.yaml").write_text(yaml.safe_dump({
         "token": TOKEN, "trusted_proxies": 1,
         "connectors": [{"id": "accounts", "type": "directory", "path": "accounts.csv"}],
-        "reps": [{"owner": "asha@example.com", "phone": "+919800000001", "team": "north"}],
-        "teams": {"north": {"backup": ["+919800000002"]}}, "fallback": ["+918000000000"],
+        "reps": [{"owner": "asha@example.com", "phone": sample.ASHA, "team": "north"}],
+        "teams": {"north": {"backup": [sample.VIKRAM]}}, "fallback": [sample.FALLBACK],
     }))
     app_port, tls_port = free_port(), free_port()
     app_log = d / "dialwhom.log"
@@ -90,7 +91,7 @@ def test_post_through_nginx_and_the_access_logs_hold_no_token_or_number(stack):
     base, d = stack["base"], stack["dir"]
     r = requests.post(f"{base}/exotel/dial-whom?token={TOKEN}", data={"CallSid": "n1", "CallFrom": "09876543210"},
                       verify=str(d / "cert.pem"), timeout=5)
-    assert r.status_code == 200 and r.text.startswith("+919800000001")
+    assert r.status_code == 200 and r.text.startswith(sample.ASHA)
     assert requests.get(f"{base}/metrics", verify=str(d / "cert.pem"), timeout=5).status_code == 404  # not published
     time.sleep(0.3)  # dialwhom writes its log lines in batches every 0.1 s
     access = (d / "access.log").read_text()

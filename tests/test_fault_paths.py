@@ -7,6 +7,7 @@ real socket. Each test checks the dial plan, the answer time and the path named 
 
 from __future__ import annotations
 
+import sample
 import re
 import threading
 import time
@@ -15,9 +16,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from dialwhom.app import TRACE_HEADER, create_app
+from dialwhom.app import TRACE_HEADER
 from dialwhom.integrations.connectors.http_json import HttpJsonConnector
-from dialwhom.integrations.registry import registry_from_classes
 
 BUDGET_MS = 1000
 #: how late an answer may come after budget_ms (thread scheduling on a busy 2-core box)
@@ -27,10 +27,10 @@ LIMIT_S = BUDGET_MS / 1000 + MARGIN_S
 CALLER, CALLER_E164 = "09876543210", "+919876543210"  # Asha's customer in the fault server's dataset
 OTHER, OTHER_E164 = "09876500001", "+919876500001"  # Ravi's customer
 LINE = "08039513882"
-ASHA, NORTH2, NORTH3 = "+919800000001", "+919800000002", "+919800000003"
+ASHA, NORTH2, NORTH3 = sample.ASHA, sample.VIKRAM, sample.NORTH3
 RAVI, SOUTH2 = "+919800000005", "+919800000004"
 DESK = "+919800000009"
-FALLBACK = "+918000000000"
+FALLBACK = sample.FALLBACK
 ASHA_PLAN = [ASHA, NORTH2, NORTH3, FALLBACK]
 RAVI_PLAN = [RAVI, SOUTH2, FALLBACK]
 UNKNOWN_PLAN = [DESK, FALLBACK]  # the called line's team, then fallback
@@ -120,7 +120,7 @@ def fault_app(make_app, clock):
                 "desk": {"backup": [DESK]},
             },
             "fallback": [FALLBACK],
-            "lines": {"+918039513882": "desk"},
+            "lines": {sample.LINE_NORTH: "desk"},
             "cache": cache or {},
             "breaker": breaker or {},
             "log_level": "WARNING",

@@ -8,6 +8,7 @@ no control character (no forged line) and none of the numbers it carried in full
 
 from __future__ import annotations
 
+import sample
 import io
 import json
 import logging
@@ -26,16 +27,16 @@ from dialwhom.routing.phones import digits_only
 ROOT = Path(__file__).resolve().parent.parent
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-KNOWN = ["09876543210", "+91 98450 12345", "9123456780", "0091 99000 11223", "+919800000002", "080-41234567"]
+KNOWN = ["09876543210", "+91 98450 12345", "9123456780", "0091 99000 11223", sample.VIKRAM, "080-41234567"]
 CONFIG = {
     "budget_ms": 1000,
     "reps": [
-        {"owner": "asha@example.com", "phone": "+919800000001", "team": "north"},
-        {"owner": "vikram@example.com", "phone": "+919800000002", "team": "north"},
+        {"owner": "asha@example.com", "phone": sample.ASHA, "team": "north"},
+        {"owner": "vikram@example.com", "phone": sample.VIKRAM, "team": "north"},
     ],
-    "teams": {"north": {"backup": ["+919800000003"]}},
-    "fallback": ["+918000000000"],
-    "lines": {"+918039513882": "north"},
+    "teams": {"north": {"backup": [sample.NORTH3]}},
+    "fallback": [sample.FALLBACK],
+    "lines": {sample.LINE_NORTH: "north"},
     "connectors": [{"id": "accounts", "type": "directory", "path": str(ROOT / "examples" / "accounts.csv")}],
 }
 

@@ -10,6 +10,7 @@ of it.
 
 from __future__ import annotations
 
+import sample
 import base64
 import json
 import logging
@@ -100,8 +101,8 @@ def config_path(echo_crm, tmp_path):
     config = {
         "token": DIALWHOM_TOKEN,
         "budget_ms": 1500,
-        "fallback": ["+918000000000"],
-        "reps": [{"owner": "asha@example.com", "phone": "+919800000001"}],
+        "fallback": [sample.FALLBACK],
+        "reps": [{"owner": "asha@example.com", "phone": sample.ASHA}],
         "check_number": "+91" + CALLER_DIGITS,
         "shared_state": {"url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:1/0", "timeout_ms": 20},
         "breaker": {"failures": 1000},
@@ -132,7 +133,7 @@ def test_nothing_echoed_by_the_crm_reaches_the_trace_header_logs_or_readyz(echo_
     try:
         client = app.test_client()
         resp = client.get(f"/exotel/dial-whom?CallSid=CA1&CallFrom=0{CALLER_DIGITS}&token={DIALWHOM_TOKEN}")
-        assert resp.status_code == 200 and resp.text == "+918000000000"
+        assert resp.status_code == 200 and resp.text == sample.FALLBACK
         trace = resp.headers["X-Dialwhom-Trace"]
         assert "own[caller]=" in trace and "hs[caller]=" in trace and "sf[caller]=" in trace
         _assert_clean("the trace header", trace)

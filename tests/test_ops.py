@@ -4,6 +4,7 @@ errors for numbers that cannot ring, the log formats, and the commands' messages
 
 from __future__ import annotations
 
+import sample
 import io
 import json
 import logging
@@ -26,7 +27,7 @@ from dialwhom.routing.trace import Step, Trace
 OPS = "ops-" + "0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {OPS}"}
 CSV = "account_id,account_name,phones,owner\nA-1,Acme,09876543210,asha@example.com\n"
-ASHA, RAVI, FALLBACK = "+919800000001", "+919800000021", "+918000000000"
+ASHA, RAVI, FALLBACK = sample.ASHA, "+919800000021", sample.FALLBACK
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -240,8 +241,8 @@ def test_trusted_proxies_makes_the_forwarded_client_the_remote_address(tmp_path,
 @pytest.mark.parametrize("path", ["/exotel/dial-whom", "/exotel/fallback", "/exotel/connect", "/exotel/passthru"])
 @pytest.mark.parametrize("body", ["form", "json"])
 def test_every_exotel_route_accepts_post_merged_with_the_query(tmp_path, made, path, body):
-    a = create_app(config(tmp_path, token="k" * 20, lines={"+918039513882": "north"},
-                          teams={"north": {"backup": ["+919800000002"]}}))
+    a = create_app(config(tmp_path, token="k" * 20, lines={sample.LINE_NORTH: "north"},
+                          teams={"north": {"backup": [sample.VIKRAM]}}))
     made.append(a)
     client = a.test_client()
     fields = {"CallSid": "p1", "CallFrom": "09876543210", "CallTo": "08039513882", "DialWhomNumber": ASHA, "DialCallStatus": "completed"}
@@ -264,7 +265,7 @@ def test_every_exotel_route_accepts_post_merged_with_the_query(tmp_path, made, p
 @pytest.mark.parametrize("over, key", [
     ({"fallback": ["+91 98000 0000"]}, "fallback[0]"),
     ({"reps": [{"owner": "a@x", "phone": "+9198000000011"}]}, "reps[0].phone"),
-    ({"teams": {"n": {"backup": ["+919800000002", "+91 98000 0000"]}}}, "teams.n.backup[1]"),
+    ({"teams": {"n": {"backup": [sample.VIKRAM, "+91 98000 0000"]}}}, "teams.n.backup[1]"),
     ({"teams": {"n": {}}, "lines": {"+91 80395 1388": "n"}}, "lines.+91 80395 1388"),
     ({"check_number": "+91 98765 4321"}, "check_number"),
 ])

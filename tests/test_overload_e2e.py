@@ -12,6 +12,7 @@ bench/overload.py measures the real figures.
 
 from __future__ import annotations
 
+import sample
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -43,8 +44,8 @@ def server(crm, tmp_path_factory):
         "budget_ms": BUDGET_MS,
         "token": TOKEN,
         "connectors": [{"id": "crm", "type": "http", "url": crm.template, "timeout_ms": BUDGET_MS, "retries": 0, "max_in_flight": 1}],
-        "reps": [{"owner": "asha@example.com", "phone": "+919800000001"}],
-        "fallback": ["+918000000000"],
+        "reps": [{"owner": "asha@example.com", "phone": sample.ASHA}],
+        "fallback": [sample.FALLBACK],
         "breaker": {"failures": 1000},
     }
     path = folder / "dialwhom.yaml"
@@ -77,7 +78,7 @@ def test_new_callers_beyond_the_threads_are_answered_in_budget_and_cached_caller
         assert ms <= BUDGET_MS + 100 + SLACK_MS, f"{ms:.0f} ms for a {BUDGET_MS} ms budget: {trace}"
     assert sum("bulkhead-full" in r[3] for r in new_results) >= 8  # one CRM place: the rest answered at once
     for ms, _, body, trace in cached_results:
-        assert body.startswith("+919800000001") and "path=cache" in trace
+        assert body.startswith(sample.ASHA) and "path=cache" in trace
         assert ms < 100 + SLACK_MS, f"a cached caller waited {ms:.0f} ms behind uncached ones: {trace}"
 
 
@@ -88,7 +89,7 @@ def test_the_wait_for_a_server_thread_counts_against_the_budget(server):
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(lambda i: _ask(base, caller, f"CA-q-{i}"), range(6)))
     for ms, status, body, trace in results:
-        assert status == 200 and body == "+918000000000"
+        assert status == 200 and body == sample.FALLBACK
         assert ms <= BUDGET_MS + 100 + SLACK_MS, f"{ms:.0f} ms for a {BUDGET_MS} ms budget: {trace}"
     queued = [trace for _, _, _, trace in results if "queued=" in trace]
     assert len(queued) >= 3, results  # three threads: the other three waited for one, and the trace says so

@@ -4,6 +4,7 @@ Also: metrics summed over both workers, /readyz naming the worker, `dialwhom for
 
 from __future__ import annotations
 
+import sample
 import json
 import os
 import signal
@@ -21,12 +22,12 @@ from serving import CLI, free_port, stop, wait_until_answering
 ROOT = Path(__file__).resolve().parent.parent
 OPS = "ops-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {OPS}"}
-PLAN_A, PLAN_B = "+918000000000", "+918000000001"
+PLAN_A, PLAN_B = sample.FALLBACK, "+918000000001"
 
 
 def _config(fallback: str) -> dict:
     return {"connectors": [{"id": "accounts", "type": "directory", "path": "accounts.csv"}],
-            "reps": [{"owner": "asha@example.com", "phone": "+919800000001"}],
+            "reps": [{"owner": "asha@example.com", "phone": sample.ASHA}],
             "fallback": [fallback], "ops_token": OPS, "log_format": "json"}
 
 

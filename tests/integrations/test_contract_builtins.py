@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 from urllib.parse import quote
 
 import pytest
@@ -41,7 +42,7 @@ class TestHttpContract(ConnectorContract):
         "bearer_token": "tok-abcdefgh-12345678",
         "headers": {"X-Team": "sales"},
     }
-    expected_owner = Owner(id="u-17", email="asha@example.com", name="Asha", phone="+919800000001")
+    expected_owner = Owner(id="u-17", email="asha@example.com", name="Asha", phone=sample.ASHA)
     bad_options = [
         ({"url": "ftp://owners.example.test/{phone}"}, "url"),
         ({"url": "https://owners.example.test/owner"}, "url"),
@@ -63,7 +64,7 @@ class TestHttpContract(ConnectorContract):
                 matchers.header_matcher({"Authorization": "Bearer tok-abcdefgh-12345678", "X-Team": "sales"}),
             ],
             json={
-                "owner": {"id": "u-17", "email": "asha@example.com", "name": "Asha", "phone": "+919800000001"},
+                "owner": {"id": "u-17", "email": "asha@example.com", "name": "Asha", "phone": sample.ASHA},
                 "team": "north",
                 "record": {"type": "account", "id": "A-1", "name": "Acme"},
             },

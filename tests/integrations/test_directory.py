@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 import logging
 import os
 import threading
@@ -387,8 +388,8 @@ def test_e2e_an_edit_replaces_cached_found_and_not_found_answers(tmp_path, csv_p
     config = {
         "default_region": "IN",
         "connectors": [{"id": "accounts", "type": "directory", "path": str(csv_path)}],
-        "reps": [{"owner": "asha@example.com", "phone": "+919800000001"}, {"owner": "meera@example.com", "phone": "+919800000002"}],
-        "fallback": ["+918000000000"],
+        "reps": [{"owner": "asha@example.com", "phone": sample.ASHA}, {"owner": "meera@example.com", "phone": sample.VIKRAM}],
+        "fallback": [sample.FALLBACK],
     }
     app = create_app(config, registry=registry_from_classes([DirectoryConnector]))
     runtime = app.extensions["dialwhom"]
@@ -398,12 +399,12 @@ def test_e2e_an_edit_replaces_cached_found_and_not_found_answers(tmp_path, csv_p
         def first(caller: str, sid: str) -> str:
             return client.get("/exotel/dial-whom", query_string={"CallSid": sid, "From": caller}).get_data(as_text=True).split(",")[0]
 
-        assert first("09876543210", "c1") == "+919800000001"
-        assert first("09811122233", "c2") == "+918000000000"  # not in the file: cached as not found
+        assert first("09876543210", "c1") == sample.ASHA
+        assert first("09811122233", "c2") == sample.FALLBACK  # not in the file: cached as not found
         edit(csv_path, HEADER + "A-1,Acme,9876543210,meera@example.com\nA-3,Initech,9811122233,asha@example.com\n")
-        assert first("09876543210", "c3") == "+919800000001"  # still the cached answer
+        assert first("09876543210", "c3") == sample.ASHA  # still the cached answer
         assert settle(runtime.connectors[0])
-        assert first("09876543210", "c4") == "+919800000002"
-        assert first("09811122233", "c5") == "+919800000001"
+        assert first("09876543210", "c4") == sample.VIKRAM
+        assert first("09811122233", "c5") == sample.ASHA
     finally:
         runtime.close()

@@ -7,6 +7,7 @@ integrators' code, see docs/crm/freshsales.md); the end-to-end tests run the Fla
 
 from __future__ import annotations
 
+import sample
 import json
 import threading
 import time
@@ -118,7 +119,7 @@ def test_config_errors_name_the_key(opts, key):
 def test_every_stored_form_is_looked_up_at_once_in_every_field(fs):
     serve(fs, {("mobile_number", CALLER): [MEERA]})
     match = make().lookup(phone(), deadline=Deadline(3))
-    assert match.owner == Owner(id=str(ASHA), email="asha@example.com", name="Asha Rao", phone="+919800000001", active=True)
+    assert match.owner == Owner(id=str(ASHA), email="asha@example.com", name="Asha Rao", phone=sample.ASHA, active=True)
     assert match.record == Record(type="contact", id=str(MEERA["id"]), name="Meera Shah")
     forms = variants(CALLER)[:3]
     assert forms == ["+919876543210", "919876543210", "9876543210"]
@@ -165,7 +166,7 @@ def test_national_form_in_work_number(fs):
     kiran = {"id": 7, "display_name": "Kiran", "work_number": "9876543210", "owner_id": RAVI}
     serve(fs, {("work_number", "9876543210"): [kiran]})
     match = make().lookup(phone(), deadline=Deadline(3))
-    assert match.owner.id == str(RAVI) and match.owner.phone == "+919800000011"
+    assert match.owner.id == str(RAVI) and match.owner.phone == sample.MEERA
 
 
 def test_contact_wins_over_account_and_owned_over_unowned(fs):
@@ -337,10 +338,10 @@ def _config(url: str, budget_ms: int = 3000) -> dict:
         "default_region": "IN",
         "budget_ms": budget_ms,
         "connectors": [{"id": "crm", "type": "freshsales", "base_url": f"{url}/crm/sales", "api_key": API_KEY, "timeout_ms": budget_ms - 100}],
-        "reps": [{"owner": "asha@example.com", "phone": "+919800000001", "team": "north"},
-                 {"owner": str(RAVI), "phone": "+919800000011", "team": "south"}],
-        "teams": {"north": {"backup": ["+919800000002"]}, "south": {"backup": ["+919800000012"]}},
-        "fallback": ["+918000000000"],
+        "reps": [{"owner": "asha@example.com", "phone": sample.ASHA, "team": "north"},
+                 {"owner": str(RAVI), "phone": sample.MEERA, "team": "south"}],
+        "teams": {"north": {"backup": [sample.VIKRAM]}, "south": {"backup": [sample.RAHUL]}},
+        "fallback": [sample.FALLBACK],
     }
 
 
@@ -365,12 +366,12 @@ def _dial(client, caller: str, sid: str) -> tuple[list[str], float]:
 
 def test_e2e_seeded_callers_reach_their_owners(fake, client_for):
     client = client_for(_config(fake.url))
-    assert _dial(client, "09876543210", "c1")[0][:2] == ["+919800000001", "+919800000002"]  # stored E.164
+    assert _dial(client, "09876543210", "c1")[0][:2] == [sample.ASHA, sample.VIKRAM]  # stored E.164
     assert fake.calls("GET", "/crm/sales/api/lookup") == 9 and fake.calls("GET", "/crm/sales/api/selector/owners") == 1
-    assert _dial(client, "+91 99887 76655", "c2")[0][:2] == ["+919800000011", "+919800000012"]  # stored national
-    assert _dial(client, "08040001000", "c3")[0][:2] == ["+919800000011", "+919800000012"]  # a sales account
+    assert _dial(client, "+91 99887 76655", "c2")[0][:2] == [sample.MEERA, sample.RAHUL]  # stored national
+    assert _dial(client, "08040001000", "c3")[0][:2] == [sample.MEERA, sample.RAHUL]  # a sales account
     assert fake.calls("GET", "/crm/sales/api/selector/owners") == 1  # the directory stays warm
-    assert _dial(client, "09111111111", "c4")[0] == ["+918000000000"]
+    assert _dial(client, "09111111111", "c4")[0] == [sample.FALLBACK]
     for r in fake.requests:
         assert r.headers["Authorization"] == f"Token token={API_KEY}" and API_KEY not in str(r.query)
 
@@ -419,4 +420,4 @@ def test_e2e_faults_answer_within_budget_from_fallback(fake, client_for, fault):
         fake.inject(200, "<!DOCTYPE html><html>maintenance</html>", path=path, times=40)
     numbers, elapsed = _dial(client, "09876543210", f"f-{fault}")
     assert elapsed < 0.8 + 0.3
-    assert numbers == ["+918000000000"]
+    assert numbers == [sample.FALLBACK]

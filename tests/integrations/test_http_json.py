@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 import pytest
 import responses
 from responses import matchers
@@ -77,12 +78,12 @@ def test_placeholders_are_url_encoded(http):
 
 def test_full_answer(http):
     http.get(f"{BASE}/owner", json={
-        "owner": {"id": "u-17", "email": "asha@example.com", "name": "Asha", "phone": "+919800000001", "team": "north"},
+        "owner": {"id": "u-17", "email": "asha@example.com", "name": "Asha", "phone": sample.ASHA, "team": "north"},
         "team": "north",
         "record": {"type": "account", "id": "A-1", "name": "Acme"},
     })
     match = ask(build())
-    assert match.owner == Owner(id="u-17", email="asha@example.com", name="Asha", phone="+919800000001", team="north")
+    assert match.owner == Owner(id="u-17", email="asha@example.com", name="Asha", phone=sample.ASHA, team="north")
     assert match.team == "north"
     assert match.record == Record("account", "A-1", "Acme")
 

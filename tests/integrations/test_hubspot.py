@@ -7,6 +7,7 @@ against `fake_hubspot`, a real local HTTP server.
 
 from __future__ import annotations
 
+import sample
 import json
 import logging
 import socket
@@ -1014,11 +1015,11 @@ def _app_config(base_url: str) -> dict:
         "budget_ms": 3000,
         "connectors": [{"id": "crm", "type": "hubspot", "base_url": base_url, "access_token": "${HUBSPOT_TOKEN}", "timeout_ms": 2000}],
         "reps": [
-            {"owner": "asha@example.com", "phone": "+919800000001", "team": "north"},
-            {"owner": "52740880", "phone": "+919800000011", "team": "south"},
+            {"owner": "asha@example.com", "phone": sample.ASHA, "team": "north"},
+            {"owner": "52740880", "phone": sample.MEERA, "team": "south"},
         ],
-        "teams": {"north": {"backup": ["+919800000002", "+919800000003"]}, "south": {"backup": ["+919800000012"]}},
-        "fallback": ["+918000000000"],
+        "teams": {"north": {"backup": [sample.VIKRAM, sample.NORTH3]}, "south": {"backup": [sample.RAHUL]}},
+        "fallback": [sample.FALLBACK],
     }
 
 
@@ -1036,7 +1037,7 @@ def test_e2e_known_caller_rings_owner_then_team_backups(fake, monkeypatch):
         assert resp.status_code == 200
         assert resp.mimetype == "text/plain"
         numbers = resp.get_data(as_text=True).strip().split(",")
-        assert numbers[:3] == ["+919800000001", "+919800000002", "+919800000003"]
+        assert numbers[:3] == [sample.ASHA, sample.VIKRAM, sample.NORTH3]
         assert "X-Dialwhom-Trace" in resp.headers
         searches = fake.requests_to("POST", "/crm/objects/2026-03/contacts/search")
         assert len(searches) == 1
@@ -1052,9 +1053,9 @@ def test_e2e_owner_matched_by_id_and_company_caller(fake, monkeypatch):
     try:
         client = app.test_client()
         mobile = client.get("/exotel/dial-whom", query_string={"CallSid": "c2", "From": "09988776655", "To": "08039513882"})
-        assert mobile.get_data(as_text=True).split(",")[:2] == ["+919800000011", "+919800000012"]
+        assert mobile.get_data(as_text=True).split(",")[:2] == [sample.MEERA, sample.RAHUL]
         company = client.get("/exotel/dial-whom", query_string={"CallSid": "c3", "From": "08040001000", "To": "08039513882"})
-        assert company.get_data(as_text=True).split(",")[:2] == ["+919800000011", "+919800000012"]
+        assert company.get_data(as_text=True).split(",")[:2] == [sample.MEERA, sample.RAHUL]
         assert fake.calls("POST", "/crm/objects/2026-03/companies/search") == 1
     finally:
         app.extensions["dialwhom"].close()
@@ -1068,7 +1069,7 @@ def test_e2e_owner_without_rep_entry_rings_the_hubspot_team_backups(fake, monkey
     try:
         resp = app.test_client().get("/exotel/dial-whom", query_string={"CallSid": "c5", "From": "09876543210", "To": "08039513882"})
         # HubSpot says Asha's primary team is "North": config team "north" matches it
-        assert resp.get_data(as_text=True).split(",")[:2] == ["+919800000002", "+919800000003"]
+        assert resp.get_data(as_text=True).split(",")[:2] == [sample.VIKRAM, sample.NORTH3]
     finally:
         app.extensions["dialwhom"].close()
 
@@ -1079,7 +1080,7 @@ def test_e2e_unknown_caller_gets_fallback(fake, monkeypatch):
     try:
         resp = app.test_client().get("/exotel/dial-whom", query_string={"CallSid": "c4", "From": "09111111111", "To": "08039513882"})
         assert resp.status_code == 200
-        assert resp.get_data(as_text=True).strip() == "+918000000000"
+        assert resp.get_data(as_text=True).strip() == sample.FALLBACK
     finally:
         app.extensions["dialwhom"].close()
 
@@ -1123,6 +1124,6 @@ def test_e2e_queue_owned_caller_rings_the_queues_team(fake, monkeypatch):
     app = _app(config)
     try:
         resp = app.test_client().get("/exotel/dial-whom", query_string={"CallSid": "c6", "From": "09900022222", "To": "08039513882"})
-        assert resp.get_data(as_text=True).split(",")[:2] == ["+919800000002", "+919800000003"]
+        assert resp.get_data(as_text=True).split(",")[:2] == [sample.VIKRAM, sample.NORTH3]
     finally:
         app.extensions["dialwhom"].close()

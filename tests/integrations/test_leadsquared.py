@@ -7,6 +7,7 @@ real local HTTP server that behaves as LeadSquared documents.
 
 from __future__ import annotations
 
+import sample
 import json
 import threading
 import time
@@ -429,10 +430,10 @@ def _config(url: str, budget_ms: int = 3000, **extra) -> dict:
         "budget_ms": budget_ms,
         "connectors": [{"id": "crm", "type": "leadsquared", "host": url, "access_key": ACCESS_KEY, "secret_key": SECRET_KEY,
                         "timeout_ms": budget_ms - 100, "plan": "enterprise", **extra}],
-        "reps": [{"owner": "asha@example.com", "phone": "+919800000001", "team": "north"},
-                 {"owner": RAVI, "phone": "+919800000011", "team": "south"}],
-        "teams": {"north": {"backup": ["+919800000002"]}, "south": {"backup": ["+919800000012"]}},
-        "fallback": ["+918000000000"],
+        "reps": [{"owner": "asha@example.com", "phone": sample.ASHA, "team": "north"},
+                 {"owner": RAVI, "phone": sample.MEERA, "team": "south"}],
+        "teams": {"north": {"backup": [sample.VIKRAM]}, "south": {"backup": [sample.RAHUL]}},
+        "fallback": [sample.FALLBACK],
     }
 
 
@@ -458,7 +459,7 @@ def _dial(client, caller: str, sid: str) -> tuple[list[str], float]:
 def test_e2e_seeded_caller_rings_the_lead_owner_then_team(fake, app_for):
     client = app_for(_config(fake.url))
     numbers, _ = _dial(client, "09876543210", "c1")
-    assert numbers[:2] == ["+919800000001", "+919800000002"]  # Asha: the most recently active lead's owner
+    assert numbers[:2] == [sample.ASHA, sample.VIKRAM]  # Asha: the most recently active lead's owner
     search = fake.requests_to("GET", "/v2/LeadManagement.svc/RetrieveLeadByPhoneNumber")[0]
     assert search.query == {"phone": ["919876543210"]}
     assert search.headers["x-LSQ-AccessKey"] == ACCESS_KEY and "accessKey" not in search.query
@@ -468,9 +469,9 @@ def test_e2e_seeded_caller_rings_the_lead_owner_then_team(fake, app_for):
 
 def test_e2e_owner_matched_by_id_and_unknown_caller(fake, app_for):
     client = app_for(_config(fake.url))
-    assert _dial(client, "09988776655", "c2")[0][:2] == ["+919800000011", "+919800000012"]  # Ravi, by OwnerId
+    assert _dial(client, "09988776655", "c2")[0][:2] == [sample.MEERA, sample.RAHUL]  # Ravi, by OwnerId
     assert len(fake.requests) == 3  # cold: the search and the users list side by side, then Ravi's details
-    assert _dial(client, "09111111111", "c3")[0] == ["+918000000000"]
+    assert _dial(client, "09111111111", "c3")[0] == [sample.FALLBACK]
     assert len(fake.requests) == 4  # warm: one search
 
 
@@ -493,7 +494,7 @@ def test_e2e_lead_field_key(fake, app_for):
     client = app_for(_config(fake.url, account_lookup="lead_field", account_field="mx_Account_Number"))
     resp = client.get("/exotel/dial-whom", query_string={"CallSid": "k1", "From": "09111111111", "To": "08039513882",
                                                          "CustomField": "ACC-1001"})
-    assert resp.get_data(as_text=True).split(",")[:2] == ["+919800000001", "+919800000002"]
+    assert resp.get_data(as_text=True).split(",")[:2] == [sample.ASHA, sample.VIKRAM]
 
 
 def test_e2e_departed_owner_is_inactive(fake):
@@ -541,4 +542,4 @@ def test_e2e_faults_answer_within_budget_from_fallback(fake, app_for, fault):
         fake.inject(200, "<!DOCTYPE html><html>maintenance</html>", path=path, times=5)
     numbers, elapsed = _dial(client, "09876543210", f"f-{fault}")
     assert elapsed < 0.8 + 0.3
-    assert numbers == ["+918000000000"]
+    assert numbers == [sample.FALLBACK]

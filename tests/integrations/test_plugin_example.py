@@ -3,6 +3,7 @@ found through the entry point, built from config by the app, and routing a real 
 
 from __future__ import annotations
 
+import sample
 import importlib.util
 import json
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 KEY = "demo-key-0123456789"
-OWNER, BACKUP, SPARE, FALLBACK = "+919800000001", "+919800000002", "+919800000003", "+918000000000"
+OWNER, BACKUP, SPARE, FALLBACK = sample.ASHA, sample.VIKRAM, sample.NORTH3, sample.FALLBACK
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def config(crm, monkeypatch):
         "reps": [{"owner": "asha@example.com", "phone": OWNER, "team": "north"}],
         "teams": {"north": {"backup": [BACKUP, SPARE]}},
         "fallback": [FALLBACK],
-        "lines": {"+918039513882": "north"},
+        "lines": {sample.LINE_NORTH: "north"},
     }
 
 

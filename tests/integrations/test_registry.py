@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 import logging
 
 import pytest
@@ -14,7 +15,7 @@ from dialwhom.integrations.registry import ConnectorType, build_connectors, regi
 from dialwhom.routing.config import ConfigError, from_mapping
 from dialwhom.sdk import Connector, Match, Owner
 
-BASE = {"fallback": ["+918000000000"], "reps": [{"owner": "asha@example.com", "phone": "+919800000001"}]}
+BASE = {"fallback": [sample.FALLBACK], "reps": [{"owner": "asha@example.com", "phone": sample.ASHA}]}
 
 
 class _BrokenEntryPoint:
@@ -81,8 +82,8 @@ def test_a_connector_saying_its_data_changed_drops_its_cached_answers():
 
     config = {
         "connectors": [{"id": "flip", "type": "flippy"}],
-        "reps": [{"owner": "asha@example.com", "phone": "+919800000001"}, {"owner": "ravi@example.com", "phone": "+919800000002"}],
-        "fallback": ["+918000000000"],
+        "reps": [{"owner": "asha@example.com", "phone": sample.ASHA}, {"owner": "ravi@example.com", "phone": sample.VIKRAM}],
+        "fallback": [sample.FALLBACK],
     }
     rt = build_runtime(config, registry=registry_from_classes([Flippy]))
     try:
@@ -90,10 +91,10 @@ def test_a_connector_saying_its_data_changed_drops_its_cached_answers():
             req = parse_request({"From": "09876543210"}, "IN")
             return rt.service.decide(req, Deadline(2.0)).plan.numbers[0]
 
-        assert first() == "+919800000001"
+        assert first() == sample.ASHA
         Flippy.owner = "ravi@example.com"
-        assert first() == "+919800000001"  # cached
+        assert first() == sample.ASHA  # cached
         rt.connectors[0].context.data_changed()
-        assert first() == "+919800000002"
+        assert first() == sample.VIKRAM
     finally:
         rt.close()

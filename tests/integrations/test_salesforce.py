@@ -7,6 +7,7 @@ against `fake_salesforce`, a real local HTTP server.
 
 from __future__ import annotations
 
+import sample
 import json
 import re
 import threading
@@ -225,7 +226,7 @@ def test_cold_lookup_token_describes_directory_then_one_search_exact_requests(rs
     assert "{" not in raw_query and "%7B9876543210" in raw_query  # braces percent-encoded, never raw
 
     assert m.owner.id == ASHA and m.owner.email == "asha@example.com" and m.owner.name == "Asha Rao"
-    assert m.owner.phone == "+919800000001"  # MobilePhone first, as E.164
+    assert m.owner.phone == sample.ASHA  # MobilePhone first, as E.164
     assert m.owner.team == "North Sales" and m.owner.active is True
     assert (m.record.type, m.record.id, m.record.name) == ("Contact", "0035g00000MeeraAAQ", "Meera Shah")
     assert "Sforce-Limit-Info: api-usage=18/15000" in m.notes
@@ -466,7 +467,7 @@ def test_owner_phone_present_and_no_team_wanted_is_one_call(rsps):
     cc_token(rsps)
     rsps.get(SEARCH_URL, json={"searchRecords": [contact()]})
     m = make(team_field="none").lookup(phone(), deadline=dl())
-    assert m.owner.phone == "+919800000001" and m.owner.team is None
+    assert m.owner.phone == sample.ASHA and m.owner.team is None
     assert len(calls_to(rsps, SEARCH_URL)) == 1 and not calls_to(rsps, QUERY_URL)
     assert "UserRole" not in q_of(calls_to(rsps, SEARCH_URL)[0])
 
@@ -1020,10 +1021,10 @@ def app_client(fake_sf, monkeypatch):
             "client_id": "${SF_CLIENT_ID}", "client_secret": "${SF_CLIENT_SECRET}",
             "team_field": "Division", "queue_teams": {"Inbound Queue": "south"},
         }],
-        "reps": [{"owner": "asha@example.com", "phone": "+919800000001", "team": "north"}],
-        "teams": {"north": {"backup": ["+919800000002", "+919800000003"]}, "south": {"backup": ["+919800000012"]}},
-        "fallback": ["+918000000000"],
-        "lines": {"+918039513882": "north"},
+        "reps": [{"owner": "asha@example.com", "phone": sample.ASHA, "team": "north"}],
+        "teams": {"north": {"backup": [sample.VIKRAM, sample.NORTH3]}, "south": {"backup": [sample.RAHUL]}},
+        "fallback": [sample.FALLBACK],
+        "lines": {sample.LINE_NORTH: "north"},
     }
     app = app_mod.create_app(config, registry=registry_from_classes([SalesforceConnector]))
     return app.test_client()

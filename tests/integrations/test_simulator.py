@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 import argparse
 import json
 import os
@@ -27,7 +28,7 @@ from dialwhom.simulator import (
     simulate,
 )
 
-OWNER, BACKUP, SPARE = "+919800000001", "+919800000002", "+919800000003"
+OWNER, BACKUP, SPARE = sample.ASHA, sample.VIKRAM, sample.NORTH3
 
 Handler = Callable[[BaseHTTPRequestHandler, "LocalExotelTarget"], None]
 
@@ -399,7 +400,7 @@ def test_version_1_0_without_fetch_after_attempt_walks_the_list(server):
 
 
 @pytest.mark.parametrize("body, expected", [
-    ("+919800000001", "not JSON"),
+    (sample.ASHA, "not JSON"),
     (json.dumps({"destination": {"numbers": []}}), "empty"),
     (json.dumps({"destination": [{"contact_uri": OWNER}]}), "1.1 beta"),
     (json.dumps({"destination": {"numbers": ["09800000001"]}}), "national format"),

@@ -7,6 +7,7 @@ tests with the reason; CI runs both.
 
 from __future__ import annotations
 
+import sample
 import threading
 import time
 import uuid
@@ -322,21 +323,21 @@ def test_e2e_a_seeded_caller_rings_its_owner_then_the_team(db):
         "default_region": "IN",
         "budget_ms": 2000,
         "connectors": [{"id": "crm", "type": "sql", "url": db[1], "phone_query": PHONE_QUERY, "account_query": ACCOUNT_QUERY}],
-        "reps": [{"owner": "asha@example.com", "phone": "+919800000001", "team": "north"},
-                 {"owner": "vikram@example.com", "phone": "+919800000011"}],
-        "teams": {"north": {"backup": ["+919800000002"]}},
-        "fallback": ["+918000000000"],
+        "reps": [{"owner": "asha@example.com", "phone": sample.ASHA, "team": "north"},
+                 {"owner": "vikram@example.com", "phone": sample.MEERA}],
+        "teams": {"north": {"backup": [sample.VIKRAM]}},
+        "fallback": [sample.FALLBACK],
     }
     app = create_app(config, registry=registry_from_classes([SqlConnector]))
     try:
         client = app.test_client()
         known = client.get("/exotel/dial-whom", query_string={"CallSid": "c1", "From": "09876543210"})
-        assert known.get_data(as_text=True).split(",")[:2] == ["+919800000001", "+919800000002"]
+        assert known.get_data(as_text=True).split(",")[:2] == [sample.ASHA, sample.VIKRAM]
         by_field = client.get("/exotel/dial-whom", query_string={"CallSid": "c2", "From": "09811122233", "CustomField": "B-7"})
         # B-7's owner is inactive in the database (active = 0): found, and left out of the plan
-        assert by_field.get_data(as_text=True) == "+918000000000"
+        assert by_field.get_data(as_text=True) == sample.FALLBACK
         assert "via=crm" in by_field.headers["X-Dialwhom-Trace"] and "skipped=owner inactive in the CRM" in by_field.headers["X-Dialwhom-Trace"]
         injected = client.get("/exotel/dial-whom", query_string={"CallSid": "c3", "From": "09811122233", "CustomField": "x' OR '1'='1"})
-        assert injected.get_data(as_text=True) == "+918000000000"
+        assert injected.get_data(as_text=True) == sample.FALLBACK
     finally:
         app.extensions["dialwhom"].close()

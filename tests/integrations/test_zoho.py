@@ -7,6 +7,7 @@ docs: token answer ``{access_token, api_domain, token_type, expires_in}``, searc
 
 from __future__ import annotations
 
+import sample
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -994,10 +995,10 @@ def test_dial_whom_routes_a_known_caller_to_the_zoho_owner_then_team(fake):
         "default_region": "IN",
         "budget_ms": 3000,
         "connectors": [{"id": "crm", "type": "zoho", "timeout_ms": 2000, **fake.connector_options()}],
-        "reps": [{"owner": "raj@acme.example", "phone": "+919800000001", "team": "south"}],
-        "teams": {"south": {"backup": ["+919800000002", "+919800000003"]},
+        "reps": [{"owner": "raj@acme.example", "phone": sample.ASHA, "team": "south"}],
+        "teams": {"south": {"backup": [sample.VIKRAM, sample.NORTH3]},
                   "Sales Rep - South": {"backup": ["+919800000004"]}},
-        "fallback": ["+918000000000"],
+        "fallback": [sample.FALLBACK],
     }
     app = create_app(config, registry=registry_from_classes([ZohoConnector]))
     client = app.test_client()
@@ -1013,7 +1014,7 @@ def test_dial_whom_routes_a_known_caller_to_the_zoho_owner_then_team(fake):
 
         # Unknown caller: fallback only.
         resp = client.get("/exotel/dial-whom", query_string={"CallSid": "CA-zoho-3", "From": "09000000001", "To": "08039513882"})
-        assert resp.get_data(as_text=True).strip() == "+918000000000"
+        assert resp.get_data(as_text=True).strip() == sample.FALLBACK
         searches = fake.requests_to("GET", "/crm/v8/*/search")
         assert searches and all(re.fullmatch(r"[0-9]+", r.arg("phone") or "") for r in searches)
     finally:

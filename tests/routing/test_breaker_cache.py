@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 from dialwhom.routing.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from dialwhom.routing.cache import LookupCache
 from dialwhom.routing.config import CacheSettings, from_mapping
@@ -55,12 +56,12 @@ class RateLimitedConnector:
 
 
 def test_a_retry_after_keeps_the_crm_unasked_until_it_passes():
-    settings = from_mapping({"fallback": ["+918000000000"], "breaker": {"failures": 5, "cooldown_s": 1}})
+    settings = from_mapping({"fallback": [sample.FALLBACK], "breaker": {"failures": 5, "cooldown_s": 1}})
     crm = RateLimitedConnector()
     service = RoutingService(settings, [crm])
     for n in range(3):
         decision = service.decide(parse_request({"From": f"0987654321{n}"}), Deadline(1.0))
-        assert decision.plan.numbers == ["+918000000000"]
+        assert decision.plan.numbers == [sample.FALLBACK]
     assert crm.calls == 1  # one 429 with Retry-After: 120 held the breaker open
     assert service.breakers["crm"].state == OPEN
 

@@ -3,6 +3,7 @@ gone, and a deadline that starts when the request reached the server."""
 
 from __future__ import annotations
 
+import sample
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ from dialwhom.routing.model import Match, Owner, Query
 from dialwhom.routing.request import parse_request
 from dialwhom.routing.service import RoutingService
 
-ASHA, FALLBACK = "+919800000001", "+918000000000"
+ASHA, FALLBACK = sample.ASHA, sample.FALLBACK
 CONFIG = {
     "reps": [{"owner": "asha@example.com", "phone": ASHA}],
     "fallback": [FALLBACK],

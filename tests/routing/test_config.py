@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 import textwrap
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from dialwhom.routing.config import BUDGET_CEILING_MS, EXAMPLE_CONFIG, ConfigErr
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.model import Query
 
-OK = {"fallback": ["+918000000000"]}
+OK = {"fallback": [sample.FALLBACK]}
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def write(path: Path, text: str) -> Path:
 
 # -- the error table ---------------------------------------------------------------------------
 
-TEAMS = {"north": {"backup": ["+919800000002"]}}
+TEAMS = {"north": {"backup": [sample.VIKRAM]}}
 
 ERRORS = [
     ("bad region", {"default_region": "XX"}, "default_region", "XX"),
@@ -51,17 +52,17 @@ ERRORS = [
     ("lookup_order not a list", {"lookup_order": "caller"}, "lookup_order", "list"),
     ("rep without phone", {"teams": TEAMS, "reps": [{"owner": "a@x.com", "team": "north"}]}, "reps[0].phone", "required"),
     ("rep with empty phone", {"reps": [{"owner": "a@x.com", "phone": ""}]}, "reps[0].phone", "required"),
-    ("rep without owner", {"reps": [{"phone": "+919800000001"}]}, "reps[0].owner", "required"),
-    ("rep with bad phone", {"reps": [{"owner": "a@x.com", "phone": ["+919800000001", "12"]}]}, "reps[0].phone[1]", "'12'"),
-    ("rep unknown key", {"reps": [{"owner": "a@x.com", "phone": "+919800000001", "email": "x"}]}, "reps[0].email", "unknown key"),
-    ("rep owner twice", {"reps": [{"owner": "a@x.com", "phone": "+919800000001"}, {"owner": "A@X.com", "phone": "+919800000002"}]}, "reps[1].owner", "reps[0]"),
-    ("rep team unknown", {"teams": TEAMS, "reps": [{"owner": "a@x.com", "phone": "+919800000001", "team": "west"}]}, "reps[0].team", "'west'"),
-    ("bad phone in a team backup", {"teams": {"x": {"backup": ["+919800000002", "not-a-number"]}}}, "teams.x.backup[1]", "not-a-number"),
-    ("team as a list", {"teams": {"x": ["+919800000002"]}}, "teams.x", "backup"),
+    ("rep without owner", {"reps": [{"phone": sample.ASHA}]}, "reps[0].owner", "required"),
+    ("rep with bad phone", {"reps": [{"owner": "a@x.com", "phone": [sample.ASHA, "12"]}]}, "reps[0].phone[1]", "'12'"),
+    ("rep unknown key", {"reps": [{"owner": "a@x.com", "phone": sample.ASHA, "email": "x"}]}, "reps[0].email", "unknown key"),
+    ("rep owner twice", {"reps": [{"owner": "a@x.com", "phone": sample.ASHA}, {"owner": "A@X.com", "phone": sample.VIKRAM}]}, "reps[1].owner", "reps[0]"),
+    ("rep team unknown", {"teams": TEAMS, "reps": [{"owner": "a@x.com", "phone": sample.ASHA, "team": "west"}]}, "reps[0].team", "'west'"),
+    ("bad phone in a team backup", {"teams": {"x": {"backup": [sample.VIKRAM, "not-a-number"]}}}, "teams.x.backup[1]", "not-a-number"),
+    ("team as a list", {"teams": {"x": [sample.VIKRAM]}}, "teams.x", "backup"),
     ("team unknown key", {"teams": {"x": {"backups": []}}}, "teams.x.backups", "did you mean 'backup'? (valid keys: backup, hours, name, order, parallel, ring_timeout_s, stickiness)"),
-    ("bad fallback", {"fallback": ["+918000000000", "123"]}, "fallback[1]", "'123'"),
+    ("bad fallback", {"fallback": [sample.FALLBACK, "123"]}, "fallback[1]", "'123'"),
     ("fallback number not text", {"fallback": [None]}, "fallback[0]", "phone number"),
-    ("line to unknown team", {"teams": TEAMS, "lines": {"+918039513882": "west"}}, "lines.+918039513882", "'west'"),
+    ("line to unknown team", {"teams": TEAMS, "lines": {sample.LINE_NORTH: "west"}}, "lines.+918039513882", "'west'"),
     ("line not a number", {"teams": TEAMS, "lines": {"reception": "north"}}, "lines.reception", "not a phone number"),
     ("duplicate connector ids", {"connectors": [{"id": "crm", "type": "http"}, {"id": "crm", "type": "directory"}]}, "connectors[1].id", "unique"),
     ("bad connector id", {"connectors": [{"id": "My CRM", "type": "http"}]}, "connectors[0].id", "lowercase"),
@@ -71,7 +72,7 @@ ERRORS = [
     ("connector timeout over the ceiling", {"connectors": [{"id": "crm", "type": "http", "timeout_ms": 9000}]}, "connectors[0].timeout_ms", "8000"),
     ("connector retries", {"connectors": [{"id": "crm", "type": "http", "retries": 9}]}, "connectors[0].retries", "0 to 5"),
     ("connector enabled", {"connectors": [{"id": "crm", "type": "http", "enabled": "yes"}]}, "connectors[0].enabled", "true or false"),
-    ("unknown top-level key", {"fallbak": ["+918000000000"]}, "fallbak", "did you mean 'fallback'?"),
+    ("unknown top-level key", {"fallbak": [sample.FALLBACK]}, "fallbak", "did you mean 'fallback'?"),
     ("unknown cache key", {"cache": {"ttl": 5}}, "cache.ttl", "unknown key"),
     ("cache value out of range", {"cache": {"call_ttl_s": 1}}, "cache.call_ttl_s", "out of range"),
     ("unknown breaker key", {"breaker": {"threshold": 3}}, "breaker.threshold", "unknown key"),
@@ -135,12 +136,12 @@ def test_unset_env_var_at_top_level():
 def test_env_var_is_substituted():
     s = from_mapping({"token": "${T}", "fallback": ["${FB}"]}, environ={"T": "t" * 24, "FB": "08000000000"})
     assert s.tokens == ("t" * 24,)
-    assert s.fallback == ("+918000000000",)
+    assert s.fallback == (sample.FALLBACK,)
 
 
 def test_env_var_inside_a_longer_value():
     s = from_mapping({"fallback": ["+91${FB_NUM}"]}, environ={"FB_NUM": "8000000000"})
-    assert s.fallback == ("+918000000000",)
+    assert s.fallback == (sample.FALLBACK,)
 
 
 @pytest.mark.parametrize(
@@ -271,9 +272,9 @@ def test_the_shipped_example_loads_and_builds():
     assert s.tokens == ()  # ${DIALWHOM_TOKEN:-}
     assert s.lookup_order == ("custom_field", "digits", "caller")
     assert [c.id for c in s.connectors] == ["accounts"]
-    assert s.fallback == ("+918000000000",)
-    assert s.lines == {"+918039513882": "north", "+918039513883": "south"}
-    assert s.rep_for("MEERA@example.com").phones == ("+919800000011", "+918041112233")
+    assert s.fallback == (sample.FALLBACK,)
+    assert s.lines == {sample.LINE_NORTH: "north", sample.LINE_SOUTH: "south"}
+    assert s.rep_for("MEERA@example.com").phones == (sample.MEERA, "+918041112233")
     [conn] = build_connectors(s, registry_from_classes([DirectoryConnector]))
     assert conn.path == EXAMPLE_CONFIG.parent / "accounts.csv"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 import time
 
 import pytest
@@ -60,4 +61,4 @@ def test_an_ordinary_config_with_aliases_still_loads(tmp_path):
     path = tmp_path / "dialwhom.yaml"
     path.write_text("teams:\n  north: {backup: &b ['+919800000002']}\n  south: {backup: *b}\nfallback: ['+918000000000']\n")
     settings = load(path)
-    assert settings.teams["south"] == ("+919800000002",)
+    assert settings.teams["south"] == (sample.VIKRAM,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 import phonenumbers
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from dialwhom.routing.redact import mask
 
 MOBILE = "+919876543210"
 LANDLINE = "+918023456789"
-EXOPHONE = "+918039513882"
+EXOPHONE = sample.LINE_NORTH
 US = "+14155550123"
 
 @pytest.mark.parametrize(
@@ -256,7 +257,7 @@ def _visible_digits(masked: str) -> str:
         (MOBILE, "91"),
         (LANDLINE, "91"),
         (EXOPHONE, "91"),
-        ("+919800000001", "91"),
+        (sample.ASHA, "91"),
         pytest.param(US, "1"),
         ("+6591234567", "65"),
         pytest.param("+3531234567890", "353"),
@@ -313,8 +314,8 @@ def test_mask_never_raises(value):
         ("sip:agent42", "sip:agent42"),
         ("  sip:agent42 ", "sip:agent42"),
         ("SIP:Desk-7", "SIP:Desk-7"),
-        ("+919800000001", "+919800000001"),
-        ("09800000001", "+919800000001"),
+        (sample.ASHA, sample.ASHA),
+        ("09800000001", sample.ASHA),
         ("not a number", None),
         ("12", None),
     ],
@@ -324,6 +325,6 @@ def test_parse_config_number(raw, expected):
 
 
 def test_is_sip_and_digits_only():
-    assert is_sip(" sip:x") and is_sip("SIP:x") and not is_sip("+919800000001")
+    assert is_sip(" sip:x") and is_sip("SIP:x") and not is_sip(sample.ASHA)
     assert digits_only("+91 (98765)-43210") == "919876543210"
     assert digits_only("٠٩٨") == ""

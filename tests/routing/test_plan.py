@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 import pytest
 from dialwhom.routing.config import from_mapping
 from dialwhom.routing.model import Match, Owner
@@ -10,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sample import ASHA, NORTH3, VIKRAM  # noqa: E402
 
-MEERA, MEERA_DESK, RAHUL, SOUTH3 = "+919800000011", "+918041112233", "+919800000012", "+919800000013"
-FALLBACK = "+918000000000"
-LINE_NORTH, LINE_SOUTH, LINE_OTHER = "+918039513882", "+918039513883", "+918039513899"
+MEERA, MEERA_DESK, RAHUL, SOUTH3 = sample.MEERA, "+918041112233", sample.RAHUL, sample.SOUTH3
+FALLBACK = sample.FALLBACK
+LINE_NORTH, LINE_SOUTH, LINE_OTHER = sample.LINE_NORTH, sample.LINE_SOUTH, "+918039513899"
 
 BASE = {
     "reps": [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 import itertools
 from urllib.parse import parse_qsl, urlencode
 
@@ -14,7 +15,7 @@ from dialwhom.routing.model import Query
 from dialwhom.routing.request import MAX_VALUE_LEN, ExotelRequest, QueryString, clean, parse_request
 
 CALLER = "+919876543210"
-LINE = "+918039513882"
+LINE = sample.LINE_NORTH
 
 #: every parameter of docs/exotel.md §1, plus the extras seen in real payloads
 FULL_PAYLOAD = {
@@ -92,11 +93,11 @@ def test_caller_precedence(params, caller_raw):
 @pytest.mark.parametrize(
     "params, line",
     [
-        ({"CallTo": "08039513882", "To": "08039513883"}, "+918039513882"),
-        ({"To": "08039513883"}, "+918039513883"),
-        ({"CallTo": "null", "To": "08039513883"}, "+918039513883"),
+        ({"CallTo": "08039513882", "To": "08039513883"}, sample.LINE_NORTH),
+        ({"To": "08039513883"}, sample.LINE_SOUTH),
+        ({"CallTo": "null", "To": "08039513883"}, sample.LINE_SOUTH),
         ({"CallTo": "", "To": ""}, None),
-        ({"CallTo": "8039513882"}, "+918039513882"),
+        ({"CallTo": "8039513882"}, sample.LINE_NORTH),
     ],
 )
 def test_line_precedence(params, line):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 import threading
 import time
 
@@ -14,8 +15,8 @@ from dialwhom.routing.request import parse_request
 from dialwhom.routing.service import RoutingService
 from sample import ASHA, NORTH3, VIKRAM  # noqa: E402
 
-MEERA, RAHUL, SOUTH3 = "+919800000011", "+919800000012", "+919800000013"
-FALLBACK = "+918000000000"
+MEERA, RAHUL, SOUTH3 = sample.MEERA, sample.RAHUL, sample.SOUTH3
+FALLBACK = sample.FALLBACK
 CALLER = "+919876543210"
 
 BASE = {
@@ -25,7 +26,7 @@ BASE = {
     ],
     "teams": {"north": {"backup": [VIKRAM, NORTH3]}, "south": {"backup": [RAHUL, SOUTH3]}},
     "fallback": [FALLBACK],
-    "lines": {"+918039513882": "north"},
+    "lines": {sample.LINE_NORTH: "north"},
 }
 
 ASHA_PLAN = [ASHA, VIKRAM, NORTH3, FALLBACK]

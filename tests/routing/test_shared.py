@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sample
 import os
 import socket
 import uuid
@@ -33,11 +34,11 @@ pytestmark = pytest.mark.skipif(
 
 CONFIG = {
     "reps": [
-        {"owner": "asha@example.com", "phone": "+919800000001", "team": "north"},
-        {"owner": "vikram@example.com", "phone": "+919800000002", "team": "north"},
+        {"owner": "asha@example.com", "phone": sample.ASHA, "team": "north"},
+        {"owner": "vikram@example.com", "phone": sample.VIKRAM, "team": "north"},
     ],
-    "teams": {"north": {"backup": ["+919800000003"]}},
-    "fallback": ["+918000000000"],
+    "teams": {"north": {"backup": [sample.NORTH3]}},
+    "fallback": [sample.FALLBACK],
     "connectors": [{"id": "fake", "type": "fake"}],
 }
 
@@ -90,8 +91,8 @@ def test_second_instance_returns_the_first_instances_plan_for_a_call(prefix):
     a, fake_a = _service("asha@example.com", prefix)
     b, fake_b = _service("vikram@example.com", prefix)  # the CRM changed in between
     first = _ask(a)
-    repeat = _ask(b, DialWhomNumber="+919800000001", DialCallStatus="busy")
-    assert first.plan.numbers[0] == "+919800000001"
+    repeat = _ask(b, DialWhomNumber=sample.ASHA, DialCallStatus="busy")
+    assert first.plan.numbers[0] == sample.ASHA
     assert repeat.plan.numbers == first.plan.numbers
     assert repeat.trace.path == "repeat"
     assert fake_b.calls == 0  # the repeat request did not ask the CRM
@@ -107,7 +108,7 @@ def test_concurrent_first_requests_on_two_instances_agree(prefix):
     first = a.decide(req, Deadline(2.0)).plan
     second = b.decide(req, Deadline(2.0))
     assert second.plan.numbers == first.numbers
-    assert plan_a.numbers[0] == "+919800000001"
+    assert plan_a.numbers[0] == sample.ASHA
 
 
 def test_last_agent_is_shared_between_instances(prefix):
@@ -116,7 +117,7 @@ def test_last_agent_is_shared_between_instances(prefix):
     learnt = a.record_outcome(parse_request({"CallFrom": "09876543210", "DialWhomNumber": "09800000002", "DialCallStatus": "completed"}))
     assert learnt
     decision = b.decide(parse_request({"CallSid": "CA3", "CallFrom": "09876543210"}), Deadline(2.0))
-    assert decision.plan.steps[0].number == "+919800000002"
+    assert decision.plan.steps[0].number == sample.VIKRAM
     assert decision.plan.steps[0].why == "last-agent"
 
 
@@ -127,7 +128,7 @@ def test_redis_down_still_answers_quickly(prefix):
     service, _ = _service("asha@example.com", prefix, url=dead)
     deadline = Deadline(2.0)
     decision = service.decide(parse_request({"CallSid": "CA4", "CallFrom": "09876543210"}), deadline)
-    assert decision.plan.numbers[0] == "+919800000001"
+    assert decision.plan.numbers[0] == sample.ASHA
     assert deadline.elapsed_ms() < 1000
     assert service.shared.errors >= 1
     assert service.readiness()["shared_state"]["redis"] == "DOWN"
