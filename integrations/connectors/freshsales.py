@@ -71,7 +71,6 @@ RATE_LIMIT_WAIT_S = 60.0
 _FIELD = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _BUNDLE = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)*(/crm/sales)?/?$")
 _ID = re.compile(r"^[0-9]{1,20}$")
-_LONG_DIGITS = re.compile(r"\d{6,}")
 
 
 class FreshsalesConnector(KeySearch, Connector):

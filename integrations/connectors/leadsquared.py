@@ -74,7 +74,6 @@ MAX_OWNERS = 4096
 
 _GUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-_LONG_DIGITS = re.compile(r"\d{6,}")
 _INPUT_ERROR = re.compile(r"^MX(Invalid|Mandatory)")
 _WINDOW = re.compile(r"limit of (\d+) in (\d+) second", re.I)
 
