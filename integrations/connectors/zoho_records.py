@@ -17,7 +17,6 @@ PHONE_FORMS = ("national", "international")
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 _NUMERIC_ID = re.compile(r"^[0-9]{1,25}$")
 #: what separates several numbers typed into one phone field ("98765 43210, 91234 56789")
-_SEVERAL = re.compile(r"\s*(?:[,;/|]|\bor\b|\band\b)\s*", re.I)
 
 
 def names(key: str, value: Any) -> tuple[str, ...]:
@@ -57,7 +56,7 @@ def has_number(record: Mapping[str, Any], e164: str, region: str) -> bool:
     for key, value in record.items():
         low = key.lower()
         if isinstance(value, str) and not key.startswith("$") and ("phone" in low or "mobile" in low):
-            if same_number(value, e164, region) or any(same_number(part, e164, region) for part in _SEVERAL.split(value) if part):
+            if same_number(value, e164, region):  # reads every number in the field
                 return True
     return False
 
