@@ -20,6 +20,7 @@ from typing import Any
 
 from dialwhom.integrations.rundir import RunDir, caller_digest
 from dialwhom.integrations.runtime import Runtime
+from dialwhom.routing.model import Query
 
 log = logging.getLogger("dialwhom.ops")
 
@@ -32,7 +33,7 @@ def forget_caller(runtime: Runtime, e164: str) -> dict[str, Any]:
     """Drop what this process (and Redis) remembers about one caller's owner."""
     service = runtime.service
     report: dict[str, Any] = {
-        "cached_answers": service.cache.forget_key(f"phone:{e164}"),
+        "cached_answers": service.cache.forget_key(Query("phone", e164).cache_key()),
         "last_agent": service.last_agents.forget(e164),
         "redis": None,
     }

@@ -76,6 +76,8 @@ class RateLimiter:
         self._at = clock()
         self._redis = redis
         self._key = f"{key_prefix}ratelimit:{name}"
+        #: how long an idle bucket stays in Redis (long enough to refill twice)
+        self._ttl_ms = int(max(60.0, 2 * self.capacity / self._per_s) * 1000)
         self._script = None if redis is None else redis.register_script(_TAKE)
         self._redis_failed_at: float | None = None
         #: requests refused because the wait would not fit (for metrics and the console)
@@ -126,7 +128,7 @@ class RateLimiter:
         try:
             wait_ms, need_ms = self._script(
                 keys=[self._key],
-                args=[self.capacity, self._per_s / 1000.0, int(max(60.0, 2 * self.capacity / self._per_s) * 1000), int(max_wait * 1000)],
+                args=[self.capacity, self._per_s / 1000.0, self._ttl_ms, int(max_wait * 1000)],
             )
         except Exception as exc:  # any Redis failure: keep limiting, locally
             if self._redis_failed_at is None:

@@ -268,11 +268,10 @@ class SqlConnector(Connector):
             notes.append("owner_email is not an email address: ignored")
             email = None
         phone = cols.get("owner_phone")
-        if phone and to_e164(phone, self.context.region) is None:
+        e164 = to_e164(phone, self.context.region) if phone else None
+        if phone and e164 is None:
             notes.append("owner_phone is not a phone number: ignored")
-            phone = None
-        owner = Owner(id=cols.get("owner_id"), email=email, name=cols.get("owner_name"),
-                      phone=to_e164(phone, self.context.region) if phone else None,
+        owner = Owner(id=cols.get("owner_id"), email=email, name=cols.get("owner_name"), phone=e164,
                       team=cols.get("owner_team"), active=_flag(row[names.index("owner_active")]) if "owner_active" in names else None)
         if not (owner.id or owner.email or owner.phone):
             return None  # a record without an owner: nobody to ring

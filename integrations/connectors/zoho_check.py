@@ -14,6 +14,7 @@ from dialwhom.sdk import AuthError, BadResponse, ConnectorError, Deadline
 from . import zoho_errors as errors
 from .zoho_dc import host
 from .zoho_records import search_forms
+from .zoho import PROBE_NUMBER  # zoho imports this module lazily: no cycle at load time
 
 if TYPE_CHECKING:
     from .zoho import ZohoConnector
@@ -44,7 +45,7 @@ def run_check(c: "ZohoConnector", deadline: Deadline) -> str:
         warns.append("Zoho's token answer lists no scopes; checked call by call only")
 
     # The real search, for a number no record should hold.
-    digits = search_forms("+919811122233", c.phone_forms[:1])[0][1]
+    digits = search_forms(PROBE_NUMBER, c.phone_forms[:1])[0][1]
     for module in c.modules:
         try:
             resp = c._get(f"{module}/search", deadline=deadline, notes=notes, params={"phone": digits, "page": 1, "per_page": 1})

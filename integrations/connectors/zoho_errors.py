@@ -15,7 +15,6 @@ from dialwhom.sdk import (
     RateLimited,
     Response,
     error_code,
-    mask,
     scrub,
     retry_after_seconds,
 )
