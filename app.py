@@ -90,10 +90,10 @@ def _token_refused(rt: Runtime, params) -> Response | None:
     tokens = rt.settings.tokens
     if not tokens:
         return None
-    given = params.get("token", "") or ""
+    given = (params.get("token", "") or "").encode()
     ok = False
     for tok in tokens:  # compare with every token, in constant time, so timing tells nothing
-        ok |= hmac.compare_digest(given.encode(), tok.encode())
+        ok |= hmac.compare_digest(given, tok.encode())
     return None if ok else _text("forbidden: missing or wrong token\n", 403)
 
 
@@ -171,7 +171,7 @@ def connect() -> Response:
     if not numbers:
         return _text("no number to ring: add 'fallback' numbers to the config\n", 503, decision.trace.header())
     doc = {"fetch_after_attempt": False, "destination": {"numbers": numbers}}
-    doc.update(connect_options(_runtime().settings.teams.get(decision.plan.team)))
+    doc.update(connect_options(rt.settings.teams.get(decision.plan.team)))  # the config that decided
     resp = Response(json.dumps(doc), 200, mimetype="application/json")
     resp.headers.add(TRACE_HEADER, decision.trace.header())
     return resp
@@ -315,5 +315,3 @@ ROUTES = (
     ("/ops/forget", ops_forget, ["POST"]),
     ("/ops/reload", ops_reload, ["POST"]),
 )
-#: the endpoints the shared-secret `token` guards
-EXOTEL_ENDPOINTS = frozenset(view.__name__ for rule, view, _ in ROUTES if rule.startswith("/exotel/"))

@@ -23,6 +23,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from markupsafe import Markup
 
 from dialwhom.integrations.runtime import Runtime
+from dialwhom.routing.availability import team_policy
 from dialwhom.routing.deadline import Deadline
 from dialwhom.routing.metrics import Metrics
 from dialwhom.routing.redact import mask, scrub
@@ -375,7 +376,7 @@ def _next_backup(rt: Runtime, team: str, ts: float) -> str | None:
     rules, ledger = getattr(service, "availability", None), getattr(service, "ledger", None)
     if rules is not None:
         numbers = [n for n in numbers if rules.check(n, team, ts) is None] or numbers
-    order = getattr(rt.settings.teams.get(team), "order", "in-order")
+    order = team_policy(rt.settings.teams.get(team), "order")
     if order == "round-robin" and ledger is not None:
         turns = getattr(ledger, "_turns", {}).get(team, 0)  # peek: turn() would advance the rotation
         return mask(numbers[turns % len(numbers)]) + (" (rotation kept in Redis)" if ledger.shared else "")
