@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
@@ -20,15 +19,7 @@ from gunicorn.http.errors import ParseException
 from gunicorn.workers.gthread import ThreadWorker
 
 from dialwhom.app import ARRIVED_KEY
-from dialwhom.routing.redact import outgoing
-
-_QUERY = re.compile(r"\?(?!<query withheld>)[^\s'\"]*")
-
-
-def request_line_safe(text: str) -> str:
-    """Text that may quote a request line (even a malformed one, whose query need not hold an
-    '='), without its query string; then `outgoing`: secrets and numbers masked, one line."""
-    return outgoing(_QUERY.sub("?<query withheld>", text))
+from dialwhom.routing.redact import request_line_safe
 
 
 class ArrivalThreadWorker(ThreadWorker):

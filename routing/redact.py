@@ -262,6 +262,16 @@ def outgoing(text: str, *, one_line: bool = True) -> str:
     return printable(text) if one_line else text
 
 
+#: any query after a '?', even one without '=' (a malformed request line's)
+_ANY_QUERY = re.compile(r"\?(?!<query withheld>)[^\s'\"]*")
+
+
+def request_line_safe(text: str) -> str:
+    """Text that may quote a request line (even a malformed one, whose query need not hold an
+    '='), without its query string; then `outgoing`: secrets and numbers masked, one line."""
+    return outgoing(_ANY_QUERY.sub(_WITHHELD, text))
+
+
 # -- logging ----------------------------------------------------------------------------------
 
 _installed = False
