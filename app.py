@@ -8,6 +8,7 @@ gunicorn settings.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -16,7 +17,7 @@ import signal
 import time
 from typing import Any, Mapping
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dialwhom import logs
@@ -56,9 +57,11 @@ def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]
     app.extensions["dialwhom.reload"] = Reloader(app.extensions, source_of(config, runtime.settings), registry=registry, run_dir=run_dir)
     app.extensions["dialwhom.watcher"] = Watcher(app, run_dir).start()
     # Routes on the app itself, not in blueprints: Flask walks a blueprint's hook chains on
-    # every request (~10k instructions, bench/instructions.py), and these need none.
+    # every request (~10k instructions, bench/instructions.py), and these need none. Each
+    # view is given the app's extensions: reading them through `current_app` costs a context
+    # lookup on every answer.
     for rule, view, methods in ROUTES:
-        app.add_url_rule(rule, view_func=view, methods=methods)
+        app.add_url_rule(rule, endpoint=view.__name__, view_func=functools.partial(view, app.extensions), methods=methods)
     if runtime.settings.trusted_proxies:  # the access log and request.remote_addr show the caller
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=runtime.settings.trusted_proxies,
                                 x_proto=runtime.settings.trusted_proxies, x_host=runtime.settings.trusted_proxies)
@@ -71,10 +74,6 @@ def create_app(config: Any = None, *, registry: Mapping[str, list[ConnectorType]
         "on" if runtime.settings.tokens else "off", os.getpid(),
     )
     return app
-
-
-def _runtime() -> Runtime:
-    return current_app.extensions["dialwhom"]
 
 
 def _text(body: str, status: int = 200, trace: str | None = None) -> Response:
@@ -97,11 +96,10 @@ def _token_refused(rt: Runtime, params) -> Response | None:
     return None if ok else _text("forbidden: missing or wrong token\n", 403)
 
 
-def _params():
+def _params(environ: dict):
     """The request's parameters: for GET the raw query string, each read when asked for (see
     `QueryString`: the fast path); for POST a dict of the query merged with the form or JSON
     body (the body wins), since Exotel's newer docs show POST for some applets."""
-    environ = request.environ  # one context lookup: this runs on every answer
     if environ["REQUEST_METHOD"] != "POST":
         query = environ.get("QUERY_STRING", "")
         if not query.isascii():  # WSGI gives the raw bytes as latin-1; Exotel sends UTF-8
@@ -118,11 +116,11 @@ def _params():
     return params
 
 
-def _decide(rt: Runtime, params, endpoint: str):
+def _decide(rt: Runtime, params, endpoint: str, environ: dict):
     """The decision for this request (never an exception: see `RoutingService.answer`)."""
     # From when the request reached the server (the worker stamps it), so time spent queued
     # for a server thread counts against the budget; else from now.
-    arrived = request.environ.get(ARRIVED_KEY)
+    arrived = environ.get(ARRIVED_KEY)
     started = time.monotonic()
     deadline = Deadline((rt.settings.budget_ms - ANSWER_RESERVE_MS) / 1000.0, started=arrived)
     req = parse_request(params, rt.settings.default_region, outcome=False)
@@ -134,23 +132,23 @@ def _decide(rt: Runtime, params, endpoint: str):
     return decision
 
 
-def dial_whom() -> Response:
+def dial_whom(ext: dict) -> Response:
     """Exotel's Dial Whom URL: text/plain, comma-separated E.164."""
-    return _plain_answer("dial-whom")
+    return _plain_answer(ext["dialwhom"], "dial-whom")
 
 
-def fallback() -> Response:
+def fallback(ext: dict) -> Response:
     """Exotel's Fallback URL: from config alone, never a connector call."""
-    return _plain_answer("fallback")
+    return _plain_answer(ext["dialwhom"], "fallback")
 
 
-def _plain_answer(endpoint: str) -> Response:
-    rt = _runtime()
-    params = _params()
+def _plain_answer(rt: Runtime, endpoint: str) -> Response:
+    environ = request.environ  # one context lookup: this runs on every answer
+    params = _params(environ)
     refused = _token_refused(rt, params)
     if refused is not None:
         return refused
-    decision = _decide(rt, params, endpoint)
+    decision = _decide(rt, params, endpoint, environ)
     body = decision.plan.body()
     if not body:
         # An empty 200 would make Exotel dial nobody and skip its Fallback URL; a 503 makes it
@@ -159,14 +157,15 @@ def _plain_answer(endpoint: str) -> Response:
     return _text(body, 200, decision.trace.header())
 
 
-def connect() -> Response:
+def connect(ext: dict) -> Response:
     """The Connect applet's Dynamic URL: the same decision as JSON (docs/exotel.md §5)."""
-    rt = _runtime()
-    params = _params()
+    rt: Runtime = ext["dialwhom"]
+    environ = request.environ
+    params = _params(environ)
     refused = _token_refused(rt, params)
     if refused is not None:
         return refused
-    decision = _decide(rt, params, "connect")
+    decision = _decide(rt, params, "connect", environ)
     numbers = decision.plan.numbers
     if not numbers:
         return _text("no number to ring: add 'fallback' numbers to the config\n", 503, decision.trace.header())
@@ -177,13 +176,13 @@ def connect() -> Response:
     return resp
 
 
-def passthru() -> Response:
+def passthru(ext: dict) -> Response:
     """Passthru applet after Connect: remember who talked to the caller (docs/exotel.md §6).
 
     Answers 200 whatever it learnt, so a sync-mode Passthru always takes its 200 branch.
     """
-    rt = _runtime()
-    params = _params()
+    rt: Runtime = ext["dialwhom"]
+    params = _params(request.environ)
     refused = _token_refused(rt, params)
     if refused is not None:
         return refused
@@ -197,14 +196,14 @@ def passthru() -> Response:
     return _text("ok\n")
 
 
-def agent_event() -> Response:
+def agent_event(ext: dict) -> Response:
     """The Connect applet's popup URL (exotel.md §9): who is busy right now, for the busy ledger.
 
     Always 200 with a short text body: Exotel shows nothing to anyone from it, and an event
     for a number we never offered is recorded as busy for nobody.
     """
-    rt = _runtime()
-    params = _params()
+    rt: Runtime = ext["dialwhom"]
+    params = _params(request.environ)
     refused = _token_refused(rt, params)
     if refused is not None:
         return refused
@@ -218,7 +217,7 @@ def agent_event() -> Response:
     return _text(f"ok: {recorded}\n")
 
 
-def healthz() -> Response:
+def healthz(ext: dict) -> Response:
     return _text("ok\n")
 
 
@@ -235,16 +234,16 @@ def _ops_authenticated(rt: Runtime) -> bool:
     return tok is not None and hmac.compare_digest(given.encode(), f"Bearer {tok}".encode())
 
 
-def readyz() -> Response:
+def readyz(ext: dict) -> Response:
     """Ready once config is loaded and connectors are built; detail shows breakers, caches,
     the config version, which worker answered and how the last reload went."""
-    rt = _runtime()
+    rt: Runtime = ext["dialwhom"]
     refused = _ops_refused(rt)
     if refused is not None:
         return refused
     detail = rt.service.readiness()
     source = detail.pop("config")
-    reload = current_app.extensions["dialwhom.reload"].status()
+    reload = ext["dialwhom.reload"].status()
     if reload is not None:  # a time, not a long number (the redaction would mask one)
         reload = dict(reload, at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(reload["at"])))
     detail.update(config_version=rt.settings.version, worker=os.getpid(), reload=reload)
@@ -253,33 +252,33 @@ def readyz() -> Response:
     return Response(outgoing(json.dumps(detail, indent=1), one_line=False), mimetype="application/json")
 
 
-def metrics() -> Response:
-    rt = _runtime()
+def metrics(ext: dict) -> Response:
+    rt: Runtime = ext["dialwhom"]
     refused = _ops_refused(rt)
     if refused is not None:
         return refused
     return Response(rt.service.scrape(), mimetype="text/plain; version=0.0.4")
 
 
-def _ops_only() -> tuple[Runtime, Response | None]:
+def _ops_only(ext: dict) -> tuple[Runtime, Response | None]:
     """The operator actions need `ops_token` configured and sent."""
-    rt = _runtime()
+    rt: Runtime = ext["dialwhom"]
     if rt.settings.ops_token is None:
         return rt, _text("forbidden: set ops_token in the config to enable operator actions\n", 403)
     return rt, _ops_refused(rt)
 
 
-def ops_forget() -> Response:
+def ops_forget(ext: dict) -> Response:
     """Drop one caller's cached owner everywhere: this worker, the others (run dir), Redis."""
-    rt, refused = _ops_only()
+    rt, refused = _ops_only(ext)
     if refused is not None:
         return refused
-    raw = _params().get("number") or ""
+    raw = _params(request.environ).get("number") or ""
     e164 = to_e164(raw, rt.settings.default_region)
     if e164 is None:
         return _text("bad request: give number=<the caller's number>\n", 400)
     report = forget_caller(rt, e164)
-    run_dir = current_app.extensions["dialwhom.reload"].run_dir
+    run_dir = ext["dialwhom.reload"].run_dir
     if run_dir is not None:
         run_dir.post_forget(e164)
     report["caller"] = mask(e164)
@@ -288,12 +287,12 @@ def ops_forget() -> Response:
     return Response(json.dumps(report), mimetype="application/json")
 
 
-def ops_reload() -> Response:
+def ops_reload(ext: dict) -> Response:
     """Reload the config: under `dialwhom serve` via the master (every worker), else here."""
-    rt, refused = _ops_only()
+    rt, refused = _ops_only(ext)
     if refused is not None:
         return refused
-    reloader = current_app.extensions["dialwhom.reload"]
+    reloader = ext["dialwhom.reload"]
     pid = reloader.run_dir.master_pid() if reloader.run_dir is not None else None
     if pid is not None and pid != os.getpid():
         os.kill(pid, signal.SIGHUP)

@@ -33,7 +33,7 @@ from dialwhom.routing.phones import digits_only, is_sip
 __all__ = [
     "mask", "mask_secret", "mask_options", "remember_secret", "mask_secrets", "safe_url",
     "mask_query_secrets", "mask_secret_params", "scrub", "printable", "loggable", "error_code",
-    "exception_reason", "outgoing", "install_log_redaction",
+    "exception_reason", "outgoing", "header_value", "install_log_redaction",
 ]
 
 # -- phone numbers ----------------------------------------------------------------------------
@@ -111,6 +111,7 @@ class _SecretRegistry:
             self._values |= forms
             ordered = sorted(self._values, key=len, reverse=True)  # longest first: no partial masks
             self._pattern = re.compile("|".join(map(re.escape, ordered)))
+        _forget_made_safe()  # remembered results were made safe without this secret
 
     def mask(self, text: str) -> str:
         pattern = self._pattern
@@ -122,6 +123,7 @@ class _SecretRegistry:
         with self._lock:
             self._values.clear()
             self._pattern = None
+        _forget_made_safe()
 
 
 _SECRETS = _SecretRegistry()
@@ -264,6 +266,21 @@ def outgoing(text: str, *, one_line: bool = True) -> str:
 
 #: any query after a '?', even one without '=' (a malformed request line's)
 _ANY_QUERY = re.compile(r"\?(?!<query withheld>)[^\s'\"]*")
+
+
+@lru_cache(maxsize=4096)  # a warm caller's trace header repeats from one answer to the next
+def header_value(text: str) -> str:
+    """A response header's value: `outgoing`, ASCII only, at most 1,500 characters."""
+    text = outgoing(text)
+    if not text.isascii():
+        text = text.encode("ascii", "replace").decode()
+    return text[:1500]
+
+
+def _forget_made_safe() -> None:
+    """Drop remembered results of `scrub` and `header_value` (a secret was registered)."""
+    scrub.cache_clear()
+    header_value.cache_clear()
 
 
 def request_line_safe(text: str) -> str:

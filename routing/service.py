@@ -299,6 +299,10 @@ class RoutingService:
             key = f"{c.id}|{qkey}"
             hit = self.cache.fresh(key)
             if hit is not None:
+                if not pending and hit.match is not None:  # the common case: the first connector's cached owner
+                    self.metrics.looked_up(c.id, "cache-hit")
+                    trace.add(c.id, query.source, "cache-hit", (time.monotonic() - started) * 1000.0)
+                    return hit.match, "cache", c.id
                 pending.append((c, key, hit))
                 if hit.match is not None:
                     break  # connectors after this one cannot win over its answer: not worth a call

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dialwhom.routing.redact import mask, outgoing, printable, scrub
+from dialwhom.routing.redact import header_value, mask, printable, scrub
 
 #: every decision path (``Trace.path``): the one vocabulary of logs, headers, metrics and docs
 PATHS: dict[str, str] = {
@@ -35,10 +35,15 @@ class Step:
     outcome: str  # cache-hit, cache-negative, found, not-found, stale, breaker-open, timeout, <error kind>
     ms: float = 0.0
     detail: str = ""
+    _short: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def short(self) -> str:
-        extra = f" ({scrub(self.detail)})" if self.detail else ""
-        return f"{self.connector}[{self.key}]={self.outcome} {self.ms:.0f}ms{extra}"
+        """``crm[caller]=found 12ms (detail)``: in the header and the log line, made once."""
+        text = self._short
+        if text is None:
+            extra = f" ({scrub(self.detail)})" if self.detail else ""
+            text = self._short = f"{self.connector}[{self.key}]={self.outcome} {self.ms:.0f}ms{extra}"
+        return text
 
 
 @dataclass(slots=True)
@@ -77,10 +82,7 @@ class Trace:
             parts.append(f"queued={self.queued_ms:.0f}ms")
         if self.config:
             parts.append("cfg=" + self.config)
-        text = outgoing("; ".join(parts))
-        if not text.isascii():
-            text = text.encode("ascii", "replace").decode()
-        return text[:1500]
+        return header_value("; ".join(parts))
 
     def log_line(self, caller: str | None) -> str:
         """The one log line per answer."""
