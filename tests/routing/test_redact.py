@@ -61,3 +61,17 @@ def test_log_records_from_any_logger_pass_through_outgoing(caplog):
     message = record.getMessage()
     assert "client-secret-echoed-0001" not in message and "9876543210" not in message
     assert "\n" not in message and "a:b@" not in message
+
+
+def test_remembered_safe_texts_are_made_again_when_a_secret_is_registered():
+    # header_value and scrub remember their results (a warm caller's header repeats); a
+    # secret registered later (a reload adds a connector) must be masked in those texts too.
+    from dialwhom.routing.redact import header_value
+
+    text = "path=error; crm[caller]=auth 3ms (echoed tok-reload-0000-later)"
+    assert "tok-reload-0000-later" in header_value(text)
+    assert "tok-reload-0000-later" in scrub(text)
+    remember_secret("tok-reload-0000-later")
+    assert "tok-reload-0000-later" not in header_value(text)
+    assert "tok-reload-0000-later" not in scrub(text)
+    assert header_value(text).startswith("path=error; crm[caller]=auth 3ms (echoed to***")
