@@ -12,6 +12,7 @@ parameters are ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping
 from urllib.parse import unquote_plus
 
@@ -60,7 +61,7 @@ class ExotelRequest:
             if source == "caller":
                 if not self.caller:
                     continue
-                q = Query("phone", self.caller, "caller")
+                q = _query("phone", self.caller, "caller")
             else:  # custom_field, digits
                 raw = self.custom_field if source == "custom_field" else self.digits
                 if not raw:
@@ -69,14 +70,18 @@ class ExotelRequest:
                 # A CustomField that parses as a phone number is a phone; keyed digits
                 # are an account number unless they are long enough to be a phone.
                 if phone and (source == "custom_field" or len(raw) >= 10):
-                    q = Query("phone", phone, source)
+                    q = _query("phone", phone, source)
                 else:
-                    q = Query("account", raw.strip(), source)
+                    q = _query("account", raw.strip(), source)
             key = q.cache_key()
             if key not in seen:
                 seen.add(key)
                 out.append(q)
         return out
+
+
+#: Queries are immutable, and callers call again: one object per key (and its cache key) is reused
+_query = lru_cache(maxsize=4096)(Query)
 
 
 class QueryString:
