@@ -48,7 +48,7 @@ class DecisionMessage:
         self.trace, self.caller, self.endpoint = trace, caller, endpoint
 
     def __str__(self) -> str:
-        return f"{self.trace.log_line(self.caller)} endpoint={self.endpoint}"
+        return decision_line(self.trace, self.caller, self.endpoint)
 
     def fields(self) -> dict[str, Any]:
         t = self.trace
@@ -60,6 +60,11 @@ class DecisionMessage:
             "notes": [scrub(n) for n in t.notes], "elapsed_ms": round(t.elapsed_ms, 1), "cfg": t.config or None,
             "endpoint": self.endpoint,
         }
+
+
+def decision_line(trace: Any, caller: str | None, endpoint: str) -> str:
+    """The text of one answer's decision line (after the timestamp, level and logger)."""
+    return f"{trace.log_line(caller)} endpoint={endpoint}"
 
 
 _SECOND: list = [-1, ""]  # the last whole second formatted, and its text
@@ -83,15 +88,16 @@ def log_decision(logger: logging.Logger, trace: Any, caller: str | None, endpoin
     handlers) it is an ordinary ``logger.info``.
     """
     handler = _handler
-    msg = DecisionMessage(trace, caller, endpoint)
     if handler is not None and handler.direct:
         # Formatted here, not by the writer: a queued Trace would outlive the request and be
         # promoted by the garbage collector, which then walks it again and again.
-        handler.queue.append((time.time(), str(msg), msg.fields() if _STATE["json"] else None))
+        line = decision_line(trace, caller, endpoint)
+        fields = DecisionMessage(trace, caller, endpoint).fields() if _STATE["json"] else None
+        handler.queue.append((time.time(), line, fields))
         if handler.pid != _PID[0]:
             handler.start()
     else:
-        logger.info(msg)
+        logger.info(DecisionMessage(trace, caller, endpoint))
 
 
 _PID = [os.getpid()]  # os.getpid() is a system call; this is refreshed in a forked child

@@ -73,6 +73,8 @@ class RoutingService:
         self.connectors = list(connectors)
         #: the one clock the service reads (tests inject a fake one)
         self.clock: Clock = clock or SystemClock()
+        # wall time in seconds: SystemClock has a cheap reading; any other clock answers now()
+        self._wall_time = getattr(self.clock, "time", None) or (lambda: self.clock.now().timestamp())
         self.cache = LookupCache(settings.cache, timer=self.clock.monotonic)
         self.calls: CallPlans[Plan] = CallPlans(settings.cache.call_max_entries, settings.cache.call_ttl_s, timer=self.clock.monotonic, pack=pack_plan, unpack=unpack_plan)
         self.flight: SingleFlight = SingleFlight()
@@ -211,7 +213,7 @@ class RoutingService:
         minutes, the ledger only when an event arrives), except where each call changes it: a
         round-robin team's rotation, and a ledger in Redis that another instance may change.
         """
-        ts = self.clock.now().timestamp()
+        ts = self._wall_time()
         ledger = self.ledger
         if ledger.shared or base.team in self._rotating:
             plan = arrange(self.settings, base, Moment(self.availability, ledger, ts))
