@@ -32,6 +32,9 @@ def test_the_systemd_unit_runs_serve_and_reloads_through_dialwhom_reload():
     again = _parse(shlex.split(reload))
     assert (again.command, again.port) == ("reload", serve.port)
     assert "Environment=DIALWHOM_RUN_DIR=/run/dialwhom" in unit and "RuntimeDirectory=dialwhom" in unit
+    # one worker pinned to one CPU (README "One worker, one CPU"); several workers must not share one
+    affinity = re.search(r"^CPUAffinity=(\S+)$", unit, re.M)
+    assert affinity is not None and affinity.group(1).isdigit() and serve.workers == 1
 
 
 def test_the_dockerfile_command_parses_and_its_config_validates(tmp_path, monkeypatch):
