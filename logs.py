@@ -89,11 +89,10 @@ def log_decision(logger: logging.Logger, trace: Any, caller: str | None, endpoin
     """
     handler = _handler
     if handler is not None and handler.direct:
-        # Formatted here, not by the writer: a queued Trace would outlive the request and be
-        # promoted by the garbage collector, which then walks it again and again.
-        line = decision_line(trace, caller, endpoint)
-        fields = DecisionMessage(trace, caller, endpoint).fields() if _STATE["json"] else None
-        handler.queue.append((time.time(), line, fields))
+        # Only queued: the writer formats a batch of lines in one tight loop, where the code
+        # and data stay in the CPU's caches. The trace is final once the answer is made, and
+        # the console's ring (routing/recent.py) keeps it alive anyway.
+        handler.queue.append((time.time(), trace, caller, endpoint))
         if handler.pid != _PID[0]:
             handler.start()
     else:
@@ -145,7 +144,7 @@ class BatchHandler(logging.Handler):
         super().__init__()
         self.stream = stream
         self.flush_s = flush_s
-        #: records, and (time, line, JSON fields or None) queued by `log_decision`
+        #: records, and (time, trace, caller, endpoint) queued by `log_decision`
         self.queue: deque = deque()
         #: accept decision lines straight from `log_decision` (no LogRecord)
         self.direct = direct
@@ -187,7 +186,12 @@ class BatchHandler(logging.Handler):
             while self.queue:
                 item = self.queue.popleft()
                 try:
-                    lines.append(formatter.format_decision(*item) if isinstance(item, tuple) else self.format(item))
+                    if isinstance(item, tuple):  # (time, trace, caller, endpoint) from log_decision
+                        created, trace, caller, endpoint = item
+                        fields = DecisionMessage(trace, caller, endpoint).fields() if _STATE["json"] else None
+                        lines.append(formatter.format_decision(created, decision_line(trace, caller, endpoint), fields))
+                    else:
+                        lines.append(self.format(item))
                 except Exception:  # a bad record must not stop the others
                     lines.append(f"(unformattable log record from {getattr(item, 'name', 'dialwhom.decision')})")
             stream = self.stream or sys.stderr

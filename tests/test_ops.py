@@ -416,7 +416,7 @@ def test_a_queued_decision_line_is_written_as_its_log_record_would_be(fmt):
     out = io.StringIO()
     handler = logs.BatchHandler(out, flush_s=3600)
     logs.set_format(fmt)
-    handler.queue.append((record.created, str(msg), msg.fields() if fmt == "json" else None))
+    handler.queue.append((record.created, trace, "+919876543210", "connect"))  # as logs.log_decision queues it
     try:
         handler.flush()
         expected = logs.Formatter().format(record)
