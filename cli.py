@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {
+        code = {
             "serve": cmd_serve,
             "reload": cmd_reload,
             "forget": cmd_forget,
@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             "connectors": cmd_connectors,
             "simulate": cmd_simulate,
         }[args.command](args)
+        sys.stdout.flush()  # here, so a closed pipe is met below and not at interpreter exit
+        return code
     except ConfigError as exc:
         print(f"dialwhom: {exc}", file=sys.stderr)
         if getattr(args, "json", False):  # --json: stdout is JSON whatever happens
@@ -161,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `dialwhom lookup ... | head`: the reader left; no traceback
+        # Python flushes stdout again at exit; point it at /dev/null so that cannot fail too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
 
 
 # -- serve ------------------------------------------------------------------------------------

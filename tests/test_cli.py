@@ -280,3 +280,17 @@ def test_unknown_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])
     assert exc.value.code == 2
+
+
+def test_output_cut_short_by_a_closed_pipe_is_no_traceback(tmp_path):
+    """`dialwhom lookup ... --explain | head -1`: the reader goes away; exit quietly."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has already left when the answer is written
+    try:
+        proc = subprocess.run([sys.executable, "-m", "dialwhom", "lookup", "09876543210", "--explain"],
+                              cwd=tmp_path, stdout=write_end, stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(write_end)
+    err = proc.stderr.decode()
+    assert proc.returncode == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
