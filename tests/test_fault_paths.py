@@ -23,6 +23,9 @@ BUDGET_MS = 1000
 #: how late an answer may come after budget_ms (thread scheduling on a busy 2-core box)
 MARGIN_S = 0.15
 LIMIT_S = BUDGET_MS / 1000 + MARGIN_S
+#: "answered at once, without waiting for the CRM": a quarter of the budget a CRM call could
+#: spend, so a loaded CI machine's scheduling cannot fail it; how fast is bench/'s job
+AT_ONCE_S = 0.25
 
 CALLER, CALLER_E164 = "09876543210", "+919876543210"  # Asha's customer in the fault server's dataset
 OTHER, OTHER_E164 = "09876500001", "+919876500001"  # Ravi's customer
@@ -184,14 +187,14 @@ def test_fast_failures_answer_fast(fault_app, fault_server, mode):
     assert dial(app).elapsed < 0.3
 
 
-def test_common_case_is_a_cache_hit_in_milliseconds(fault_app, fault_server):
+def test_common_case_is_a_cache_hit_without_a_crm_call(fault_app, fault_server):
     app = fault_app(connector(fault_server))
     assert dial(app).path == "fresh"
     for _ in range(10):
         a = dial(app)
-        assert (a.path, a.numbers) == ("cache", ASHA_PLAN)
-        assert a.elapsed < 0.02
-    assert fault_server.count() == 1
+        assert (a.path, a.step(), a.numbers) == ("cache", "cache-hit", ASHA_PLAN)
+        assert a.elapsed < AT_ONCE_S
+    assert fault_server.count() == 1  # the cache-hit's milliseconds: bench/run.py's warm case
 
 
 def test_not_found_is_cached_too(fault_app, fault_server):
@@ -269,7 +272,7 @@ def test_breaker_opens_answers_at_once_then_closes_after_a_good_probe(fault_app,
     for _ in range(5):
         a = dial(app)
         assert (a.path, a.step(), a.numbers) == ("breaker-open", "breaker-open", UNKNOWN_PLAN)
-        assert a.elapsed < 0.02
+        assert a.elapsed < AT_ONCE_S
     assert fault_server.count() == 3, "an open breaker does not touch the CRM"
 
     clock.advance(0.55)
@@ -291,7 +294,7 @@ def test_breaker_failed_probe_reopens(fault_app, clock, fault_server):
     assert dial(app).path == "error"  # the probe, still failing
     assert fault_server.count() == 3
     a = dial(app)
-    assert a.path == "breaker-open" and a.elapsed < 0.02
+    assert a.path == "breaker-open" and a.elapsed < AT_ONCE_S
     assert fault_server.count() == 3
 
 
@@ -307,7 +310,7 @@ def test_breaker_open_still_serves_stale_owner(fault_app, clock, fault_server):
     requests = fault_server.count()
     a = dial(app)
     assert (a.path, a.step(), a.numbers) == ("stale", "breaker-open+stale", ASHA_PLAN)
-    assert a.elapsed < 0.02
+    assert a.elapsed < AT_ONCE_S
     assert fault_server.count() == requests
 
 
@@ -372,7 +375,7 @@ def test_repeat_requests_of_a_call_get_its_first_plan(fault_app, fault_server):
         fault_server.mode = mode
         a = dial(app, sid)
         assert (a.path, a.numbers) == ("repeat", ASHA_PLAN)
-        assert a.elapsed < 0.05
+        assert a.elapsed < AT_ONCE_S
     assert fault_server.count() == 2
 
 

@@ -317,7 +317,7 @@ def test_lookups_do_not_wait_for_a_reload(tmp_path, csv_path, monkeypatch):
         assert started.wait(5)
         t0 = time.perf_counter()
         assert phone(conn).owner.email == "asha@example.com"
-        assert time.perf_counter() - t0 < 0.05
+        assert time.perf_counter() - t0 < 0.25  # not blocked behind the load (held until release)
     finally:
         release.set()
         loader.join(5)

@@ -113,7 +113,7 @@ def test_the_deadline_counts_from_arrival_so_a_queued_request_answers_at_once():
         deadline = Deadline(0.5, started=time.monotonic() - 0.6)
         started = time.monotonic()
         decision = service.decide(parse_request(_caller(1)), deadline)
-        assert time.monotonic() - started < 0.05
+        assert time.monotonic() - started < 0.25  # not the CRM's time: answered without waiting
         assert crm.calls == 0
         assert decision.trace.path == "no-time-left" and decision.plan.numbers == [FALLBACK]
         assert decision.trace.elapsed_ms >= 600  # the trace tells the whole wait
