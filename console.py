@@ -391,7 +391,7 @@ def _next_backup(rt: Runtime, team: str, ts: float) -> str | None:
 
 def charts() -> str:
     series = _rt().service.recent.buckets()
-    wall = _rt().service.clock.now().timestamp()
+    wall = _rt().service.clock.time()
     hour = minutes(series, wall, 60)
     day = minutes(series, wall, 48, width=30)
     sections = []

@@ -37,6 +37,9 @@ class FixedClock:
     def now(self) -> datetime:
         return self.at
 
+    def time(self) -> float:
+        return self.at.timestamp()
+
     def monotonic(self) -> float:
         return self._mono
 

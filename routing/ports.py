@@ -54,6 +54,10 @@ class Clock(Protocol):
 
     def now(self) -> datetime: ...
 
+    def time(self) -> float:
+        """`now()` as seconds since the epoch (read on every answer: no datetime built)."""
+        ...
+
     def monotonic(self) -> float: ...
 
 
@@ -67,5 +71,4 @@ class SystemClock:
         return time.monotonic()
 
     def time(self) -> float:
-        """`now()` as seconds since the epoch, without building a datetime (every answer reads it)."""
         return time.time()

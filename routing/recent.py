@@ -61,7 +61,7 @@ class RecentDecisions:
         clock = clock or SystemClock()
         # wall time read as an offset from the monotonic clock: a third of the cost of now()
         # on every answer, and a day's drift from NTP is far below what the console shows
-        self._offset = clock.now().timestamp() - clock.monotonic()
+        self._offset = clock.time() - clock.monotonic()
         self._mono = clock.monotonic
         self._ids = itertools.count(1)  # next() is atomic under the GIL: no lock on the answer path
         #: distinguishes this process's entry ids from other instances' in the shared list

@@ -73,8 +73,6 @@ class RoutingService:
         self.connectors = list(connectors)
         #: the one clock the service reads (tests inject a fake one)
         self.clock: Clock = clock or SystemClock()
-        # wall time in seconds: SystemClock has a cheap reading; any other clock answers now()
-        self._wall_time = getattr(self.clock, "time", None) or (lambda: self.clock.now().timestamp())
         self.cache = LookupCache(settings.cache, timer=self.clock.monotonic)
         self.calls: CallPlans[Plan] = CallPlans(settings.cache.call_max_entries, settings.cache.call_ttl_s, timer=self.clock.monotonic, pack=pack_plan, unpack=unpack_plan)
         self.flight: SingleFlight = SingleFlight()
@@ -181,7 +179,7 @@ class RoutingService:
         agent = parse_config_number(req.dial_whom_number, self.settings.default_region)
         if agent is None or not self._we_offered(req.call_sid, agent):
             return False
-        self.ledger.mark_free(agent, self.clock.now().timestamp())  # the call ended: free, idle from now
+        self.ledger.mark_free(agent, self.clock.time())  # the call ended: free, idle from now
         self.last_agents.record(req.caller, agent)
         if self.shared is not None:
             self.shared.record_agent(req.caller, agent)
@@ -199,7 +197,7 @@ class RoutingService:
         agent = parse_config_number(number, self.settings.default_region) if number else None
         if agent is None or not self._we_offered(call_sid, agent):
             return "nobody"
-        ts = self.clock.now().timestamp()
+        ts = self.clock.time()
         if status == "busy":
             self.ledger.mark_busy(agent, ts)
         else:
@@ -213,7 +211,7 @@ class RoutingService:
         minutes, the ledger only when an event arrives), except where each call changes it: a
         round-robin team's rotation, and a ledger in Redis that another instance may change.
         """
-        ts = self._wall_time()
+        ts = self.clock.time()
         ledger = self.ledger
         if ledger.shared or base.team in self._rotating:
             plan = arrange(self.settings, base, Moment(self.availability, ledger, ts))

@@ -27,6 +27,9 @@ class FakeClock:
     def now(self) -> datetime:
         return self._wall + timedelta(seconds=self._mono - 1000.0)
 
+    def time(self) -> float:
+        return self.now().timestamp()
+
     def advance(self, seconds: float) -> None:
         self._mono += seconds
 

@@ -151,6 +151,9 @@ def test_the_ring_is_bounded_newest_first():
         def now(self):
             return datetime.fromtimestamp(100, timezone.utc)
 
+        def time(self):
+            return 100.0
+
         def monotonic(self):
             return 7.0
 
