@@ -48,7 +48,7 @@ class DecisionMessage:
         self.trace, self.caller, self.endpoint = trace, caller, endpoint
 
     def __str__(self) -> str:
-        return decision_line(self.trace, self.caller, self.endpoint)
+        return f"{self.trace.log_line(self.caller)} endpoint={self.endpoint}"
 
     def fields(self) -> dict[str, Any]:
         t = self.trace
@@ -60,11 +60,6 @@ class DecisionMessage:
             "notes": [scrub(n) for n in t.notes], "elapsed_ms": round(t.elapsed_ms, 1), "cfg": t.config or None,
             "endpoint": self.endpoint,
         }
-
-
-def decision_line(trace: Any, caller: str | None, endpoint: str) -> str:
-    """The text of one answer's decision line (after the timestamp, level and logger)."""
-    return f"{trace.log_line(caller)} endpoint={endpoint}"
 
 
 _SECOND: list = [-1, ""]  # the last whole second formatted, and its text
@@ -187,9 +182,8 @@ class BatchHandler(logging.Handler):
                 item = self.queue.popleft()
                 try:
                     if isinstance(item, tuple):  # (time, trace, caller, endpoint) from log_decision
-                        created, trace, caller, endpoint = item
-                        fields = DecisionMessage(trace, caller, endpoint).fields() if _STATE["json"] else None
-                        lines.append(formatter.format_decision(created, decision_line(trace, caller, endpoint), fields))
+                        msg = DecisionMessage(*item[1:])
+                        lines.append(formatter.format_decision(item[0], str(msg), msg.fields() if _STATE["json"] else None))
                     else:
                         lines.append(self.format(item))
                 except Exception:  # a bad record must not stop the others
