@@ -111,8 +111,8 @@ def breakdown(app, n: int, callers: int) -> None:
     print(f"  {'service.decide (new CallSid, cached caller)':<58} {(time.perf_counter() - t0) / len(batch) * 1e6:6.1f} us")
     gc.enable()
     m = svc.metrics
-    timed("metrics: decisions.labels().inc + decision_seconds.labels().observe",
-          lambda d: (m.decisions.labels("dial-whom", d.trace.path).inc(), m.decision_seconds.labels("dial-whom").observe(0.001)), decisions)
+    timed("metrics.decided (queued, tallied in batches)", lambda d: m.decided("dial-whom", d.trace.path, 0.001), decisions)
+    timed("recent.record (the console's ring)", lambda d: svc.recent.record("dial-whom", batch[0], d), decisions)
     timed("trace.log_line (built even at log_level WARNING)", lambda d: d.trace.log_line("+919000000001"), decisions)
     timed("trace.header", lambda d: d.trace.header(), decisions)
     del envs, argss, batch, decisions

@@ -170,6 +170,27 @@ def test_body_is_exactly_the_e164_list(client):
     assert body == body.strip() and " " not in body and "\n" not in body
 
 
+@pytest.mark.parametrize("path", ["/exotel/dial-whom", "/exotel/fallback", "/exotel/connect"])
+def test_answer_headers_as_sent(client, path):
+    """Answers skip werkzeug's header fix-up pass (app.Answer): what it would have fixed must
+    already be right: one Content-Type, a Content-Length that is the body's, the trace, and no
+    body (the same length) for HEAD."""
+    r = dial(client, {**FIRST, "CallSid": f"hdr{path[8:]}"}, path=path)
+    names = [k.lower() for k, _ in r.headers]
+    assert sorted(names) == ["content-length", "content-type", TRACE_HEADER.lower()]
+    assert int(r.headers["Content-Length"]) == len(r.get_data())
+    head = client.head(f"{path}?{urlencode({**FIRST, 'CallSid': f'hdr{path[8:]}'})}")
+    assert head.status_code == 200 and head.get_data() == b""
+    assert head.headers["Content-Length"] == r.headers["Content-Length"]
+    # the same call's second request (the Fallback URL answers from config every time)
+    assert head.headers[TRACE_HEADER].startswith("path=fallback;" if "fallback" in path else "path=repeat;")
+
+
+def test_refusal_headers_as_sent(guarded):
+    r = guarded.get("/exotel/dial-whom?CallSid=x&From=09876543210")
+    assert r.status_code == 403 and int(r.headers["Content-Length"]) == len(r.get_data())
+
+
 def test_plus_that_arrived_as_a_space(client):
     # Exotel sometimes sends '+' unencoded: the query string decodes it to a space
     r = client.get("/exotel/dial-whom?CallSid=abc123&From=+919876543210&To=+918039513882")
