@@ -48,7 +48,7 @@ class DecisionMessage:
         self.trace, self.caller, self.endpoint = trace, caller, endpoint
 
     def __str__(self) -> str:
-        return f"{self.trace.log_line(self.caller)} endpoint={self.endpoint}"
+        return self.trace.log_line(self.caller, self.endpoint)
 
     def fields(self) -> dict[str, Any]:
         t = self.trace
@@ -182,8 +182,9 @@ class BatchHandler(logging.Handler):
                 item = self.queue.popleft()
                 try:
                     if isinstance(item, tuple):  # (time, trace, caller, endpoint) from log_decision
-                        msg = DecisionMessage(*item[1:])
-                        lines.append(formatter.format_decision(item[0], str(msg), msg.fields() if _STATE["json"] else None))
+                        created, trace, caller, endpoint = item
+                        fields = DecisionMessage(trace, caller, endpoint).fields() if _STATE["json"] else None
+                        lines.append(formatter.format_decision(created, trace.log_line(caller, endpoint), fields))
                     else:
                         lines.append(self.format(item))
                 except Exception:  # a bad record must not stop the others

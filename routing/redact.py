@@ -205,7 +205,7 @@ def printable(value: str | None) -> str:
     escaped as ``\\xNN``, so no value can start a forged line or drive a terminal."""
     if value is None:
         return "-"
-    if not _CONTROL.search(value):
+    if value.isprintable() or not _CONTROL.search(value):  # isprintable: no Cc character, in C
         return value
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
 

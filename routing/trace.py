@@ -84,15 +84,19 @@ class Trace:
             parts.append("cfg=" + self.config)
         return header_value("; ".join(parts))
 
-    def log_line(self, caller: str | None) -> str:
-        """The one log line per answer."""
-        steps = " | ".join(s.short() for s in self.steps) or "-"
+    def log_line(self, caller: str | None, endpoint: str | None = None) -> str:
+        """The one log line per answer (``endpoint=`` last, when given)."""
+        steps = self.steps
+        # one step is the common case: no join (this runs once per answer, on the log writer)
+        text = steps[0].short() if len(steps) == 1 else " | ".join([s.short() for s in steps]) or "-"
         notes = (" notes=" + scrub(" / ".join(self.notes))) if self.notes else ""
         if self.skips:
             notes += " skipped=[" + " | ".join(self.skips) + "]"
+        tail = "" if endpoint is None else " endpoint=" + endpoint
         return (
             f"decision call={printable(self.call_sid)} caller={mask(caller)} path={self.path} key={self.key or '-'} "
-            f"via={self.connector or '-'} plan=[{self.plan}] steps=[{steps}] elapsed_ms={self.elapsed_ms:.1f} queued_ms={self.queued_ms:.1f} cfg={self.config or '-'}{notes}"
+            f"via={self.connector or '-'} plan=[{self.plan}] steps=[{text}] elapsed_ms={self.elapsed_ms:.1f} "
+            f"queued_ms={self.queued_ms:.1f} cfg={self.config or '-'}{notes}{tail}"
         )
 
     def explain(self) -> list[str]:
