@@ -9,9 +9,12 @@ bench/profile_warm.py); the difference divided by N is the cost of one request, 
 and the first requests cancelled out. gunicorn's own work per request is the same for both
 apps and is not counted here (see bench/RESULTS.md for how the two figures relate).
 
-The INFO figure moves more than the others: the decision lines are written by a thread every
-0.1 s, and under valgrind (about 50 times slower) each flush carries a few lines instead of a
-hundred, so its fixed cost is spread over far fewer answers than in a real run.
+The background threads that run by wall time (the CSV watcher, the housekeeping tick) are off,
+so a count repeats exactly for the same code. The INFO figure still moves: the decision lines
+are written by a thread every 0.1 s, and under valgrind (about 50 times slower) each flush
+carries a few lines instead of a hundred, so its fixed cost is spread over fewer answers than
+in a real run. Periodic work on the request thread (tallies every 256 answers, cache
+evictions) makes -n 300 and -n 1000 differ by up to ~10%: compare counts made with the same -n.
 """
 
 from __future__ import annotations
@@ -35,6 +38,14 @@ for p in (str(HERE.parent), str(HERE)):
 APPS = ("bare", "dialwhom", "dialwhom-info", "dialwhom-repeat", "dialwhom-avail")
 
 
+def _no_watch(cfg: dict) -> dict:
+    """No CSV watcher thread: it runs by wall time, and under valgrind its share of a request
+    moved the count by tens of thousands from run to run (so does the housekeeping tick, turned
+    off by DIALWHOM_WATCH_S in `count`)."""
+    cfg["connectors"] = [dict(c, reload=False) for c in cfg["connectors"]]
+    return cfg
+
+
 def serve(which: str, n: int) -> None:
     """Run inside valgrind: build one app, then answer `n` requests."""
     from profile_warm import build_dialwhom, call, paths
@@ -46,14 +57,15 @@ def serve(which: str, n: int) -> None:
     elif which == "dialwhom-avail":  # hours, leave, holidays and a busy ledger (issue 11)
         from run import avail_config
 
-        app = build_dialwhom(Path(tempfile.mkdtemp()), 200, changes=avail_config)
+        app = build_dialwhom(Path(tempfile.mkdtemp()), 200, changes=lambda c: _no_watch(avail_config(c)))
         service = app.extensions["dialwhom"].service
         for number, status in (("09800000003", "busy"), ("09800000002", "free"), ("09800000001", "busy")):
             service.record_agent_event(None, number, status)
         for p in paths(200, 200, offset=1):
             call(app, p)
     else:
-        app = build_dialwhom(Path(tempfile.mkdtemp()), 200, log_level="INFO" if which == "dialwhom-info" else "WARNING")
+        app = build_dialwhom(Path(tempfile.mkdtemp()), 200, log_level="INFO" if which == "dialwhom-info" else "WARNING",
+                             changes=_no_watch)
         for p in paths(200, 200, offset=1):  # every caller in the lookup cache
             call(app, p)
     ps = paths(n + 200, 200, offset=5)
@@ -72,7 +84,7 @@ def count(which: str, n: int) -> int:
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__, "--serve", which, str(n)],
         capture_output=True, text=True, check=True,
         # a fixed string hash: dict and set layouts, and so the count, the same run to run
-        env=dict(os.environ, PYTHONHASHSEED="0"))
+        env=dict(os.environ, PYTHONHASHSEED="0", DIALWHOM_WATCH_S="100000"))
     m = re.search(r"Collected : (\d+)", out.stderr)
     if not m:
         raise RuntimeError(f"no count from valgrind: {out.stderr[-500:]}")
