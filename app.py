@@ -82,17 +82,21 @@ class Answer(Response):
 
     werkzeug's `get_wsgi_headers` copies the headers, checking each one again, to fix up
     Location, Content-Location and Content-Length; none of that applies to these answers
-    (status 200, 403 or 503, no Location, the length already set). On a cached Dial Whom
-    answer that copy was a fifth of the instructions dialwhom added to Flask
-    (bench/RESULTS.md, session 5), so these answers are sent with their headers as they are.
+    (status 200, 403 or 503, no Location, the length already set). Skipping it took over a
+    quarter of the instructions dialwhom added to Flask per cached answer (bench/RESULTS.md,
+    session 5), so these answers are sent with their headers as they are.
     """
 
     def get_wsgi_headers(self, environ: Any) -> Any:
         return self.headers
 
 
-def _text(body: str, status: int = 200, trace: str | None = None) -> Response:
-    resp = Answer(body, status, content_type=TEXT)
+#: Exotel's answer when config holds no number at all (a 503 makes Exotel try its Fallback URL)
+NO_NUMBER = "no number to ring: add 'fallback' numbers to the config\n"
+
+
+def _text(body: str, status: int = 200, trace: str | None = None, content_type: str = TEXT) -> Response:
+    resp = Answer(body, status, content_type=content_type)
     if trace:
         resp.headers.add(TRACE_HEADER, trace)  # add: no search for an existing header to replace
     return resp
@@ -131,6 +135,16 @@ def _params(environ: dict):
     return params
 
 
+def _exotel_decision(rt: Runtime, endpoint: str) -> tuple[Any, Response | None]:
+    """(decision, None) for a Dial Whom or Connect request, or (None, the 403) without a token."""
+    environ = request.environ  # one context lookup: this runs on every answer
+    params = _params(environ)
+    refused = _token_refused(rt, params)
+    if refused is not None:
+        return None, refused
+    return _decide(rt, params, endpoint, environ), None
+
+
 def _decide(rt: Runtime, params, endpoint: str, environ: dict):
     """The decision for this request (never an exception: see `RoutingService.answer`)."""
     # From when the request reached the server (the worker stamps it), so time spent queued
@@ -158,37 +172,29 @@ def fallback(ext: dict) -> Response:
 
 
 def _plain_answer(rt: Runtime, endpoint: str) -> Response:
-    environ = request.environ  # one context lookup: this runs on every answer
-    params = _params(environ)
-    refused = _token_refused(rt, params)
+    decision, refused = _exotel_decision(rt, endpoint)
     if refused is not None:
         return refused
-    decision = _decide(rt, params, endpoint, environ)
     body = decision.plan.body()
     if not body:
         # An empty 200 would make Exotel dial nobody and skip its Fallback URL; a 503 makes it
         # try the Fallback URL. Only reachable when config holds no number at all.
-        return _text("no number to ring: add 'fallback' numbers to the config\n", 503, decision.trace.header())
+        return _text(NO_NUMBER, 503, decision.trace.header())
     return _text(body, 200, decision.trace.header())
 
 
 def connect(ext: dict) -> Response:
     """The Connect applet's Dynamic URL: the same decision as JSON (docs/exotel.md §5)."""
     rt: Runtime = ext["dialwhom"]
-    environ = request.environ
-    params = _params(environ)
-    refused = _token_refused(rt, params)
+    decision, refused = _exotel_decision(rt, "connect")
     if refused is not None:
         return refused
-    decision = _decide(rt, params, "connect", environ)
     numbers = decision.plan.numbers
     if not numbers:
-        return _text("no number to ring: add 'fallback' numbers to the config\n", 503, decision.trace.header())
+        return _text(NO_NUMBER, 503, decision.trace.header())
     doc = {"fetch_after_attempt": False, "destination": {"numbers": numbers}}
     doc.update(connect_options(rt.settings.teams.get(decision.plan.team)))  # the config that decided
-    resp = Answer(json.dumps(doc), 200, mimetype="application/json")
-    resp.headers.add(TRACE_HEADER, decision.trace.header())
-    return resp
+    return _text(json.dumps(doc), 200, decision.trace.header(), content_type="application/json")
 
 
 def passthru(ext: dict) -> Response:
