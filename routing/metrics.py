@@ -50,21 +50,28 @@ class Metrics:
         self.rate_limit_remaining = Gauge("dialwhom_rate_limit_remaining", "Last rate-limit remaining value a CRM reported", ["connector"],
                                           registry=gauge_registry, multiprocess_mode="min")
 
+    # Each of these runs on the answer path (a cached answer calls all three): one append, and
+    # the length check written out, not a shared helper (a call costs as much as the append).
+
     def decided(self, endpoint: str, path: str, seconds: float) -> None:
         """Count one answer and its time."""
-        self._queue(("answer", endpoint, path, seconds))
+        pending = self._pending
+        pending.append(("answer", endpoint, path, seconds))
+        if len(pending) >= DRAIN_AT:
+            self._drain(wait=False)
 
     def looked_up(self, connector: str, outcome: str, seconds: float | None = None) -> None:
         """Count one connector lookup (a cache hit too); `seconds` when the connector was called."""
-        self._queue(("lookup", connector, outcome, seconds))
+        pending = self._pending
+        pending.append(("lookup", connector, outcome, seconds))
+        if len(pending) >= DRAIN_AT:
+            self._drain(wait=False)
 
     def owner_routed(self, result: str) -> None:
         """Count one new call with a known owner: rung first, or skipped and why (away, busy, ...)."""
-        self._queue(("owner", "rung-first" if result == "first" else "skipped", result, None))
-
-    def _queue(self, item: tuple[str, str, str, float | None]) -> None:
-        self._pending.append(item)
-        if len(self._pending) >= DRAIN_AT:
+        pending = self._pending
+        pending.append(("owner", "rung-first" if result == "first" else "skipped", result, None))
+        if len(pending) >= DRAIN_AT:
             self._drain(wait=False)
 
     def _drain(self, *, wait: bool) -> None:
@@ -81,11 +88,13 @@ class Metrics:
 
     def _tally(self) -> None:
         """Apply the queue to the counts (the caller holds `_drain_lock`)."""
-        counts, times = self._counts, self._times
-        while self._pending:
-            kind, name, outcome, seconds = self._pending.popleft()
-            if self.multiprocess:  # written to this worker's files, read by every worker's scrape
-                counter, histogram = self._shared[kind]
+        counts, times, pending = self._counts, self._times, self._pending
+        shared = self._shared if self.multiprocess else None
+        pop, bucket = pending.popleft, bisect.bisect_left
+        while pending:
+            kind, name, outcome, seconds = pop()
+            if shared is not None:  # written to this worker's files, read by every worker's scrape
+                counter, histogram = shared[kind]
                 counter.labels(name, outcome).inc()
                 if seconds is not None and histogram is not None:
                     histogram.labels(name).observe(seconds)
@@ -95,7 +104,7 @@ class Metrics:
                 slots = times.get((kind, name))
                 if slots is None:
                     slots = times[(kind, name)] = [0] * (len(_BUCKETS) + 1) + [0.0]
-                slots[bisect.bisect_left(_BUCKETS, seconds)] += 1  # bounds are inclusive (le)
+                slots[bucket(_BUCKETS, seconds)] += 1  # bounds are inclusive (le)
                 slots[-1] += seconds
 
     def tallies(self) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str], list[float]]]:

@@ -140,20 +140,23 @@ class RecentDecisions:
         if not self._lock.acquire(blocking=wait):
             return
         try:
-            series = self.series
-            while self._pending:
-                _, ts, _, _, decision, _ = self._pending.popleft()
+            series, pending = self.series, self._pending
+            b, b_minute = None, None  # a batch is mostly one minute: its bucket found once
+            while pending:
+                _, ts, _, _, decision, _ = pending.popleft()
                 minute = int(ts // 60)
-                b = series.get(minute)
-                if b is None:
-                    b = series[minute] = Bucket()
-                    if len(series) > SERIES_MINUTES:
-                        for old in sorted(series)[: len(series) - SERIES_MINUTES]:
-                            del series[old]
+                if minute != b_minute:
+                    b, b_minute = series.get(minute), minute
+                    if b is None:
+                        b = series[minute] = Bucket()
+                        if len(series) > SERIES_MINUTES:
+                            for old in sorted(series)[: len(series) - SERIES_MINUTES]:
+                                del series[old]
                 trace, plan = decision.trace, decision.plan
+                path, paths = trace.path, b.paths
                 b.answers += 1
-                b.paths[trace.path] = b.paths.get(trace.path, 0) + 1
-                if trace.path != "repeat":
+                paths[path] = paths.get(path, 0) + 1
+                if path != "repeat":
                     b.routed += 1
                     if plan.steps and _is_owner(plan.steps[0].why):
                         b.owner_first += 1
