@@ -163,6 +163,10 @@ class Procs:
         self.items.append(proc)
         return proc
 
+    def session_of(self, url: str) -> int | None:
+        """The session id of the server at `url` (it leads its own: master and workers)."""
+        return next((p.popen.pid for p in self.items if p.url == url), None)
+
     def sessions(self) -> set[int]:
         """Session ids of everything this run started (servers lead their own; wrk shares ours)."""
         return {os.getsid(0)} | {p.popen.pid for p in self.items}
@@ -231,6 +235,22 @@ def _cpu_by_process(ours: set[int]) -> dict[tuple[int, int], int]:
     return out
 
 
+def _session_jiffies(sid: int) -> int:
+    """CPU jiffies (utime + stime) used so far by the live processes of session `sid`."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
 def _steal_jiffies() -> int:
     """CPU time the hypervisor gave to other guests while this one wanted it (/proc/stat)."""
     try:
@@ -296,10 +316,14 @@ class Run:
     errors: dict[str, int] = field(default_factory=dict)
     others_cpu: float | None = None  # % of one CPU used by processes outside this run meanwhile
     steal_cpu: float | None = None  # % of one CPU the hypervisor gave to other guests meanwhile
+    #: CPU time the server (master and workers) used per answer, in microseconds: what a
+    #: request costs, whatever the hypervisor took meanwhile (steal is not charged to a process)
+    cpu_us: float | None = None
 
     def line(self) -> str:
         errs = {k: v for k, v in self.errors.items() if v}
-        others = "" if self.others_cpu is None else f"  others {self.others_cpu:3.0f}%"
+        others = "" if self.cpu_us is None else f"  cpu {self.cpu_us:4.0f} us/req"
+        others += "" if self.others_cpu is None else f"  others {self.others_cpu:3.0f}%"
         others += "" if self.steal_cpu is None else f"  steal {self.steal_cpu:3.0f}%"
         return (f"  {self.label:<32} {self.rps:7.0f} req/s  p50 {self.p50_ms:6.2f} ms  p90 {self.p90_ms:6.2f} ms  "
                 f"p99 {self.p99_ms:6.2f} ms  max {self.max_ms:7.2f} ms  n={self.requests}{others}" + (f"  ERRORS {errs}" if errs else ""))
@@ -307,8 +331,9 @@ class Run:
 
 class Wrk:
     def __init__(self, workdir: Path, sessions: Callable[[], set[int]], *, threads: int = 1,
-                 quiet_threshold: float = 0.0, quiet_wait: float = 0.0):
+                 quiet_threshold: float = 0.0, quiet_wait: float = 0.0, session_of: Callable[[str], int | None] = lambda url: None):
         self.binary = shutil.which("wrk") or "/usr/bin/wrk"
+        self.session_of = session_of
         self.workdir = workdir
         self.sessions = sessions
         self.quiet_threshold = quiet_threshold
@@ -325,8 +350,11 @@ class Wrk:
                 "--timeout", "10s", "-s", str(script), base + "/", "--", template, str(first), str(cycle), prefix or sid_prefix(), *paced]
         if self.quiet_wait > 0 and not label.startswith("warm-up"):
             wait_quiet(self.sessions, self.quiet_threshold, self.quiet_wait)
+        server = self.session_of(base)
+        cpu0 = _session_jiffies(server) if server is not None else 0
         with OtherLoad(self.sessions) as load:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+        cpu = (_session_jiffies(server) - cpu0) / load.hz if server is not None else None
         (self.workdir / f"wrk-{self.count:02d}-{label.replace(' ', '_').replace('/', '_')}.txt").write_text(
             " ".join(argv) + "\n\n" + out.stdout + out.stderr)
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
@@ -335,7 +363,8 @@ class Wrk:
         d = json.loads(line.split(" ", 1)[1])
         secs = d["duration_us"] / 1e6
         return Run(label, d["requests"] / secs, d["p50_us"] / 1000, d["p90_us"] / 1000, d["p99_us"] / 1000,
-                   d["max_us"] / 1000, d["requests"], d["errors"], round(load.percent, 1), round(load.steal, 1))
+                   d["max_us"] / 1000, d["requests"], d["errors"], round(load.percent, 1), round(load.steal, 1),
+                   None if cpu is None or not d["requests"] else round(cpu * 1e6 / d["requests"], 1))
 
 
 def median_run(label: str, runs: list[Run]) -> Run:
@@ -346,16 +375,40 @@ def median_run(label: str, runs: list[Run]) -> Run:
             errors[k] = errors.get(k, 0) + v
     return Run(label, med("rps"), med("p50_ms"), med("p90_ms"), med("p99_ms"), max(r.max_ms for r in runs),
                sum(r.requests for r in runs), errors, round(max(r.others_cpu or 0.0 for r in runs), 1),
-               round(max(r.steal_cpu or 0.0 for r in runs), 1))
+               round(max(r.steal_cpu or 0.0 for r in runs), 1),
+               statistics.median(r.cpu_us for r in runs) if all(r.cpu_us for r in runs) else None)
+
+
+#: a round in which the hypervisor took more than this % of a CPU is run again (--max-steal)
+MAX_STEAL = 10.0
 
 
 def alternate(rep: "Report", case: str, rounds: int, *runners: Callable[[int], Run]) -> tuple[list[Run], ...]:
-    """Rounds alternating (A1 B1 [C1] A2 B2 [C2] ...), each reported as it ends; the runs of each."""
+    """Rounds alternating (A1 B1 [C1] A2 B2 [C2] ...), each reported as it ends; the runs of each.
+
+    Steal (the hypervisor running other guests) hits whichever server runs at that moment, so
+    a round with a run above `rep.max_steal` is reported, left out and run again, up to `rounds`
+    extra times; after that the remaining rounds are kept as they come (and say so).
+    """
     results: tuple[list[Run], ...] = tuple([] for _ in runners)
-    for r in range(1, rounds + 1):
-        for runs, run in zip(results, runners, strict=True):
-            runs.append(run(r))
-            rep.add(case, runs[-1].line())
+    retries = rounds
+    r = 0
+    while r < rounds:
+        r += 1
+        round_runs = []
+        for run in runners:
+            round_runs.append(run(r))
+            rep.add(case, round_runs[-1].line())
+        steal = max(x.steal_cpu or 0.0 for x in round_runs)
+        if steal > rep.max_steal and retries > 0:
+            retries -= 1
+            rep.add(case, f"  round {r} left out: steal {steal:.0f}% > {rep.max_steal:.0f}% (--max-steal); running it again")
+            r -= 1
+            continue
+        if steal > rep.max_steal:
+            rep.add(case, f"  round {r} kept with steal {steal:.0f}%: no retries left")
+        for runs, run in zip(results, round_runs, strict=True):
+            runs.append(run)
     return results
 
 
@@ -376,6 +429,7 @@ class Report:
         self.sections: dict[str, list[str]] = {}
         self.checks: list[Check] = []
         self.figures: dict[str, Any] = {}
+        self.max_steal = MAX_STEAL  # see `alternate`
 
     def add(self, case: str, text: str) -> None:
         self.sections.setdefault(case, []).append(text)
@@ -464,6 +518,12 @@ def case_warm(args, procs: Procs, wrk: Wrk, rep: Report) -> None:
     info_paired = [c.rps / a.rps for a, c in zip(a_runs, c_runs, strict=True)]
     rep.add("warm", f"  throughput/bare Flask, side by side: log_level WARNING {ratio:.3f}, log_level INFO (default) {info_ratio:.3f};"
                     f" INFO per round: {', '.join(f'{r:.3f}' for r in info_paired)}")
+    if a_med.cpu_us and b_med.cpu_us and info.cpu_us:
+        # bare Flask's CPU per answer over dialwhom's: the throughput ratio a GIL-bound worker
+        # would show if nothing else ran on the machine (steal is not charged to a process)
+        rep.add("warm", f"  CPU per answer, bare Flask/dialwhom (a steal-free estimate of the ratio): log_level WARNING"
+                        f" {a_med.cpu_us / b_med.cpu_us:.3f}, log_level INFO {a_med.cpu_us / info.cpu_us:.3f}"
+                        f" ({a_med.cpu_us:.0f} / {b_med.cpu_us:.0f} / {info.cpu_us:.0f} us)")
     rep.add("warm", f"  ratios B/A: throughput {ratio:.3f}, p50 {b_med.p50_ms / a_med.p50_ms:.2f}x, p99 {b_med.p99_ms / a_med.p99_ms:.2f}x;"
                     f" INFO logging/WARNING throughput {info.rps / b_med.rps:.3f}; one-CallSid (plan cache)/bare {repeat.rps / a_med.rps:.3f}")
     # Each B round runs right after its A round: the pair's ratio cancels slow drifts of a
@@ -819,6 +879,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet-wait", type=float, default=5.0,
                         help="before each measured round, wait up to this many seconds for other processes to go quiet (0: never)")
     parser.add_argument("--quiet-threshold", type=float, default=20.0, help="'quiet': others use under this %% of one CPU")
+    parser.add_argument("--max-steal", type=float, default=MAX_STEAL,
+                        help="run a round again when the hypervisor took more than this %% of a CPU during it (at most --rounds times)")
     parser.add_argument("--markdown", metavar="PATH", help="also write the results as Markdown (e.g. bench/RESULTS.md)")
     parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, server logs, wrk outputs)")
@@ -837,8 +899,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     workdir = Path(tempfile.mkdtemp(prefix="dialwhom-bench-"))
     procs = Procs(workdir)
-    wrk = Wrk(workdir, procs.sessions, quiet_threshold=args.quiet_threshold, quiet_wait=args.quiet_wait)
+    wrk = Wrk(workdir, procs.sessions, quiet_threshold=args.quiet_threshold, quiet_wait=args.quiet_wait, session_of=procs.session_of)
     rep = Report()
+    rep.max_steal = args.max_steal
     funcs: dict[str, Callable] = {"warm": case_warm, "avail": case_avail, "cold": case_cold, "fault": case_fault, "memory": case_memory}
     started = time.monotonic()
     failed = False
