@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -218,9 +218,8 @@ def dialwhom_spec(config: Path) -> str:
     return f"dialwhom.app:create_app({str(config)!r})"
 
 
-def _cpu_by_process(ours: set[int]) -> dict[tuple[int, int], int]:
-    """CPU jiffies used so far by each process outside this run's sessions (other people's work)."""
-    out: dict[tuple[int, int], int] = {}
+def _processes() -> Iterator[tuple[int, int, int, int]]:
+    """(pid, session id, start time, CPU jiffies used so far: utime + stime) of every live process."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -229,26 +228,17 @@ def _cpu_by_process(ours: set[int]) -> dict[tuple[int, int], int]:
                 fields = fh.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[3]) in ours:  # session id
-            continue
-        out[(int(entry.name), int(fields[19]))] = int(fields[11]) + int(fields[12])  # (pid, start time): utime + stime
-    return out
+        yield int(entry.name), int(fields[3]), int(fields[19]), int(fields[11]) + int(fields[12])
+
+
+def _cpu_by_process(ours: set[int]) -> dict[tuple[int, int], int]:
+    """CPU jiffies used so far by each process outside this run's sessions (other people's work)."""
+    return {(pid, start): cpu for pid, sid, start, cpu in _processes() if sid not in ours}
 
 
 def _session_jiffies(sid: int) -> int:
-    """CPU jiffies (utime + stime) used so far by the live processes of session `sid`."""
-    total = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:
-            total += int(fields[11]) + int(fields[12])
-    return total
+    """CPU jiffies used so far by the live processes of session `sid` (a server: master and workers)."""
+    return sum(cpu for _, s, _, cpu in _processes() if s == sid)
 
 
 def _steal_jiffies() -> int:
