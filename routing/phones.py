@@ -22,9 +22,14 @@ _NOT_PHONE_CHARS = re.compile(r"[^0-9+()\-./ \t]")
 _DIGITS = re.compile(r"\d")
 
 
+#: how a dialable number starts; a value starting so is no SIP id (checked first: it is the
+#: common case, on every answer)
+_NUMBER_START = "+0123456789"
+
+
 def is_sip(value: str) -> bool:
     """True for SIP ids such as ``sip:agent42``; they pass through untouched."""
-    return value.lstrip()[:4].lower() == "sip:"
+    return value[:1] not in _NUMBER_START and value.lstrip()[:4].lower() == "sip:"
 
 
 _NOT_ASCII_DIGIT = re.compile(r"[^0-9]+")

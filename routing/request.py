@@ -157,11 +157,7 @@ def parse_request(params: Mapping[str, str] | QueryString, region: str = "IN", *
     )
 
 
-#: how a dialable number starts: such a value is no ``sip:`` id (`clean` gives no empty value)
-_NUMBER_START = "+0123456789"
-
-
 def _number(raw: str | None, region: str) -> str | None:
-    if raw is None or (raw[0] not in _NUMBER_START and is_sip(raw)):
+    if raw is None or is_sip(raw):
         return None
     return to_e164(raw, region)
