@@ -382,21 +382,19 @@ def alternate(rep: "Report", case: str, rounds: int, *runners: Callable[[int], R
     """
     results: tuple[list[Run], ...] = tuple([] for _ in runners)
     retries = rounds
-    r = 0
-    while r < rounds:
-        r += 1
-        round_runs = []
-        for run in runners:
-            round_runs.append(run(r))
-            rep.add(case, round_runs[-1].line())
-        steal = max(x.steal_cpu or 0.0 for x in round_runs)
-        if steal > rep.max_steal and retries > 0:
+    for r in range(1, rounds + 1):
+        while True:
+            round_runs = [runner(r) for runner in runners]
+            for run in round_runs:
+                rep.add(case, run.line())
+            steal = max(run.steal_cpu or 0.0 for run in round_runs)
+            if steal <= rep.max_steal:
+                break
+            if retries == 0:
+                rep.add(case, f"  round {r} kept with steal {steal:.0f}%: no retries left")
+                break
             retries -= 1
             rep.add(case, f"  round {r} left out: steal {steal:.0f}% > {rep.max_steal:.0f}% (--max-steal); running it again")
-            r -= 1
-            continue
-        if steal > rep.max_steal:
-            rep.add(case, f"  round {r} kept with steal {steal:.0f}%: no retries left")
         for runs, run in zip(results, round_runs, strict=True):
             runs.append(run)
     return results
